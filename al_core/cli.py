@@ -1,0 +1,170 @@
+"""The `al-explorer` command: demo, ingest, import-predictions, info and serve."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from al_core import __version__
+from al_core.catalog import ENV_CATALOG, Catalog, resolve_catalog_path
+from al_core.errors import AlExplorerError
+
+DEFAULT_HOST = "127.0.0.1"
+DEFAULT_PORT = 8501
+APP_FILE = Path(__file__).resolve().parent.parent / "app.py"
+
+
+def _add_catalog(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--catalog", help=f"catalog file (default: ${ENV_CATALOG} or data/catalog.duckdb)")
+
+
+def _add_serve(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--host", default=DEFAULT_HOST,
+                   help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="al-explorer", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"al-explorer {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="build the demo catalog (images, labels, a trained model) and serve the app")
+    _add_catalog(demo)
+    _add_serve(demo)
+    demo.add_argument("--size", type=int, default=5000, help="number of images (default 5000)")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--no-serve", action="store_true", help="build only, do not start the app")
+
+    ingest = sub.add_parser("ingest", help="import images: a folder, a manifest (csv/parquet/jsonl) or COCO json")
+    _add_catalog(ingest)
+    ingest.add_argument("source", help="image folder, manifest file or COCO classification JSON")
+    ingest.add_argument("--kind", choices=["auto", "folder", "manifest", "coco"], default="auto")
+    ingest.add_argument("--path-column")
+    ingest.add_argument("--id-column")
+    ingest.add_argument("--label-column")
+    ingest.add_argument("--split-column")
+    ingest.add_argument("--split", help="split for every image of a COCO file")
+    ingest.add_argument("--image-root", help="folder COCO file names are relative to")
+    ingest.add_argument("--label-source", help="who labeled (recorded in label history)")
+    ingest.add_argument("--no-probe", action="store_true",
+                        help="do not open images (no size/hash, no existence check)")
+    ingest.add_argument("--skip-bad-images", action="store_true",
+                        help="import the rest when some images are missing or corrupt (they are listed)")
+    ingest.add_argument("--no-progress", action="store_true")
+
+    preds = sub.add_parser("import-predictions", help="import a model run's predictions")
+    _add_catalog(preds)
+    preds.add_argument("source", help="predictions file (csv/parquet/jsonl)")
+    preds.add_argument("--run", required=True, help="model run name")
+    preds.add_argument("--classes", help="class names in order, comma-separated")
+    preds.add_argument("--id-column")
+    preds.add_argument("--tolerance", type=float, default=1e-3,
+                       help="allowed |sum(probs) - 1| (default 1e-3)")
+
+    info = sub.add_parser("info", help="show what the catalog holds")
+    _add_catalog(info)
+    info.add_argument("--read-only", action="store_true")
+
+    serve = sub.add_parser("serve", help="serve the app on an existing catalog")
+    _add_catalog(serve)
+    _add_serve(serve)
+    return parser
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from al_core.ingest import ingest_coco, ingest_folder, ingest_manifest
+
+    source = Path(args.source)
+    kind = args.kind
+    if kind == "auto":
+        kind = "folder" if source.is_dir() else "coco" if source.suffix.lower() == ".json" else "manifest"
+    options = {"probe": not args.no_probe, "skip_bad_images": args.skip_bad_images,
+               "label_source": args.label_source, "progress": not args.no_progress}
+    with Catalog.open(args.catalog) as cat:
+        if kind == "folder":
+            result = ingest_folder(cat, source, **options)
+        elif kind == "coco":
+            result = ingest_coco(cat, source, image_root=args.image_root, split=args.split, **options)
+        else:
+            result = ingest_manifest(cat, source, path_column=args.path_column,
+                                     id_column=args.id_column, label_column=args.label_column,
+                                     split_column=args.split_column, **options)
+    print(result.summary())
+    return 0
+
+
+def cmd_import_predictions(args: argparse.Namespace) -> int:
+    from al_core.ingest import import_predictions
+
+    classes = [c.strip() for c in args.classes.split(",")] if args.classes else None
+    with Catalog.open(args.catalog) as cat:
+        result = import_predictions(cat, args.source, args.run, classes=classes,
+                                    id_column=args.id_column, tolerance=args.tolerance)
+    print(result.summary())
+    return 0
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    from al_core import sql
+
+    with Catalog.open(args.catalog, read_only=args.read_only) as cat:
+        counts = cat.query_df(sql.CATALOG_COUNTS).iloc[0].to_dict()
+        print(f"catalog {cat.path} (schema v{cat.schema_version()}, data version {cat.data_version()})")
+        for key, value in counts.items():
+            print(f"  {key:15s} {value}")
+        fields = cat.metadata_fields()
+        if fields:
+            print("  metadata       " + ", ".join(f"{k} ({v})" for k, v in fields.items()))
+    return 0
+
+
+def serve(catalog: Path, host: str, port: int) -> int:
+    """Run the Streamlit app on ``catalog`` in the foreground until interrupted."""
+    env = dict(os.environ, **{ENV_CATALOG: str(catalog.resolve())})
+    cmd = [sys.executable, "-m", "streamlit", "run", str(APP_FILE),
+           "--server.address", host, "--server.port", str(port), "--server.headless", "true",
+           "--browser.gatherUsageStats", "false"]
+    print(f"al-explorer: serving {catalog} at http://{host}:{port} (Ctrl+C to stop)", flush=True)
+    try:
+        return subprocess.call(cmd, env=env)
+    except KeyboardInterrupt:
+        return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    catalog = resolve_catalog_path(args.catalog)
+    Catalog.open(catalog).close()  # create/migrate now, and fail clearly if the file is busy
+    return serve(catalog, args.host, args.port)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from al_core.demo import build_demo
+
+    catalog = resolve_catalog_path(args.catalog)
+    build_demo(catalog, size=args.size, seed=args.seed)
+    if args.no_serve:
+        return 0
+    return serve(catalog, args.host, args.port)
+
+
+COMMANDS = {
+    "demo": cmd_demo,
+    "ingest": cmd_ingest,
+    "import-predictions": cmd_import_predictions,
+    "info": cmd_info,
+    "serve": cmd_serve,
+}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except AlExplorerError as err:
+        print(f"al-explorer: error: {err}", file=sys.stderr)
+        return 1

@@ -1,0 +1,302 @@
+"""Manifest ingest (CSV / Parquet / JSONL, or an in-memory frame): validate all, then write once."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from al_core import sql
+from al_core.catalog import Catalog
+from al_core.errors import IngestError
+from al_core.ingest import files
+from al_core.ingest.images import probe_images
+
+#: Column names recognised for each role, case-insensitively, first match wins.
+ROLE_ALIASES: dict[str, tuple[str, ...]] = {
+    "path": ("path", "uri", "filepath", "file_path", "file", "filename", "file_name", "image",
+             "image_path", "url"),
+    "id": ("sample_id", "id", "image_id"),
+    "label": ("label", "class", "class_name", "category", "ground_truth"),
+    "split": ("split", "subset"),
+    "width": ("width",),
+    "height": ("height",),
+    "content_hash": ("content_hash", "hash"),
+}
+
+_INT_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
+              "UINTEGER", "UBIGINT"}
+_FLOAT_TYPES = {"FLOAT", "DOUBLE", "REAL"}
+_TIME_TYPES = {"DATE", "TIMESTAMP", "TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S",
+               "TIMESTAMP WITH TIME ZONE", "DATETIME"}
+
+
+class _NothingChanged(Exception):
+    """Raised inside the write transaction to roll back an import that changes nothing."""
+
+
+@dataclass
+class ImportResult:
+    """What an import did. ``import_id`` is None when it changed nothing (a re-run)."""
+
+    kind: str
+    source: str
+    rows: int
+    new_samples: int = 0
+    updated_samples: int = 0
+    new_label_versions: int = 0
+    fields_added: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    import_id: int | None = None
+
+    @property
+    def changed(self) -> bool:
+        return self.import_id is not None
+
+    def summary(self) -> str:
+        if not self.changed:
+            head = f"{self.source}: {self.rows} rows, nothing changed (already imported)"
+        else:
+            head = (f"{self.source}: {self.rows} rows -> {self.new_samples} new samples, "
+                    f"{self.updated_samples} updated, {self.new_label_versions} new label versions")
+            if self.fields_added:
+                head += f", new metadata fields: {', '.join(self.fields_added)}"
+        if self.skipped:
+            head += f"\nskipped {len(self.skipped)} bad image(s):\n  " + "\n  ".join(self.skipped)
+        return head
+
+
+def catalog_type(duck_type: str) -> str:
+    """The catalog column type for a staged column type: numbers, times and text stay themselves."""
+    t = duck_type.upper()
+    if t == "BOOLEAN":
+        return "BOOLEAN"
+    if t in _INT_TYPES:
+        return "BIGINT"
+    if t in _FLOAT_TYPES or t.startswith("DECIMAL"):
+        return "DOUBLE"
+    if t in _TIME_TYPES:
+        return "TIMESTAMP"
+    return "VARCHAR"
+
+
+def _compatible(existing: str, incoming: str) -> bool:
+    return existing == incoming or existing == "VARCHAR" or (
+        existing == "DOUBLE" and incoming == "BIGINT")
+
+
+def resolve_roles(columns: list[str], overrides: dict[str, str | None]) -> dict[str, str | None]:
+    """Map each role to a staged column: explicit overrides first, then the known aliases."""
+    lower = {c.lower(): c for c in reversed(columns)}
+    roles: dict[str, str | None] = {}
+    for role, aliases in ROLE_ALIASES.items():
+        chosen = overrides.get(role)
+        if chosen is None:
+            chosen = next((lower[a] for a in aliases if a in lower), None)
+        roles[role] = chosen
+    return roles
+
+
+def _plan_metadata(source: str, columns: dict[str, str], roles: dict[str, str | None],
+                   existing: dict[str, str]) -> tuple[list[tuple[str, str, str]], list[str]]:
+    """Decide each metadata column's catalog type; returns ``([(col, name, type)], problems)``."""
+    used = {c for c in roles.values() if c}
+    existing_lower = {k.lower(): (k, v) for k, v in existing.items()}
+    builtin = set(sql.BUILTIN_SAMPLE_COLUMNS)
+    plan: list[tuple[str, str, str]] = []
+    problems: list[str] = []
+    seen: set[str] = set()
+    for col, duck_type in columns.items():
+        if col in used:
+            continue
+        try:
+            sql.quote_ident(col)
+        except ValueError as err:
+            problems.append(f"column {col!r}: {err}")
+            continue
+        low = col.lower()
+        if low in builtin:
+            problems.append(f"column {col!r} has the name of a built-in sample column; rename it")
+            continue
+        if low in seen:
+            problems.append(f"column {col!r} differs from another column only by case; rename it")
+            continue
+        seen.add(low)
+        incoming = catalog_type(duck_type)
+        if low in existing_lower:
+            name, current = existing_lower[low]
+            if not _compatible(current, incoming):
+                problems.append(f"column {col!r} holds {incoming} values but metadata field "
+                                f"{name!r} is {current} in the catalog")
+                continue
+            plan.append((col, name, current))
+        else:
+            plan.append((col, col, incoming))
+    return plan, problems
+
+
+def _validate(cur: duckdb.DuckDBPyConnection, source: str, roles: dict[str, str | None],
+              columns: list[str]) -> list[str]:
+    problems: list[str] = []
+    if roles["path"] is None:
+        problems.append("no path column: expected one of "
+                        f"{', '.join(ROLE_ALIASES['path'])}; found columns {', '.join(columns)}")
+        return problems
+    for role in ("path", "id"):
+        col = roles[role]
+        if col is None:
+            continue
+        rows = [r[0] for r in cur.execute(*sql.rows_where_blank("stage", col)).fetchall()]
+        if rows:
+            problems.append(f"column {col!r} is empty in row(s) {', '.join(map(str, rows))}")
+    return problems
+
+
+def _duplicates(cur: duckdb.DuckDBPyConnection) -> list[str]:
+    rows = cur.execute(*sql.duplicate_values("norm", "sample_id")).fetchall()
+    return [f"sample_id {value!r} appears in rows {', '.join(map(str, rws))}" for value, rws in rows]
+
+
+def _uri_conflicts(cur: duckdb.DuckDBPyConnection) -> list[str]:
+    return [f"row {row}: sample_id {sid!r} is already in the catalog with path {old!r}, "
+            f"not {new!r}" for row, sid, old, new in
+            cur.execute(*sql.uri_conflicts()).fetchall()]
+
+
+def _probe(cur: duckdb.DuckDBPyConnection, source: str, *, reprobe: bool, skip_bad: bool,
+           progress: bool) -> list[str]:
+    """Probe local images of ``norm``; builds ``norm_probed``; returns skipped problems."""
+    todo = cur.execute(*sql.local_uris_to_probe(only_new=not reprobe)).fetchall()
+    rows, widths, heights, hashes, skip, problems = [], [], [], [], [], []
+    for res in probe_images(todo, total=len(todo), progress=progress):
+        rows.append(res.row)
+        widths.append(res.width)
+        heights.append(res.height)
+        hashes.append(res.content_hash)
+        skip.append(res.problem is not None)
+        if res.problem:
+            problems.append(f"row {res.row}: {res.problem}")
+    if problems and not skip_bad:
+        raise IngestError(source, problems + [
+            f"{len(problems)} image(s) missing or unreadable; fix them, or pass "
+            "--skip-bad-images to import the rest and list these"])
+    frame = pd.DataFrame({"row": pd.array(rows, dtype="Int64"),
+                          "width": pd.array(widths, dtype="Int32"),
+                          "height": pd.array(heights, dtype="Int32"),
+                          "content_hash": pd.array(hashes, dtype="string"),
+                          "skip": pd.array(skip, dtype="boolean")})
+    cur.register("probe_results", frame)
+    try:
+        cur.execute(*sql.stage_probe_results("probe_results"))
+    finally:
+        cur.unregister("probe_results")
+    return problems
+
+
+def _write(cat: Catalog, cur: duckdb.DuckDBPyConnection, result: ImportResult,
+           plan: list[tuple[str, str, str]], existing: dict[str, str], label_source: str,
+           batch_id: int | None) -> None:
+    meta_names = [name for _, name, _ in plan]
+    try:
+        with cat.transaction(cur):
+            import_id = int(cur.execute(sql.NEXT_IMPORT_ID).fetchone()[0])
+            for _, name, dtype in plan:
+                if name not in existing:
+                    for q in sql.add_metadata_field(name, dtype):
+                        cur.execute(*q)
+                    result.fields_added.append(name)
+            cur.execute(sql.SNAPSHOT_LABELS_BEFORE)
+            result.new_samples = cur.execute(*sql.insert_new_samples(import_id, meta_names)).fetchone()[0]
+            result.updated_samples = cur.execute(*sql.update_changed_samples(meta_names)).fetchone()[0]
+            result.new_label_versions = cur.execute(
+                *sql.insert_changed_labels(label_source, import_id, batch_id)).fetchone()[0]
+            cur.execute(sql.APPLY_CURRENT_LABELS)
+            if not (result.new_samples or result.updated_samples or result.new_label_versions
+                    or result.fields_added):
+                raise _NothingChanged
+            summary = {k: v for k, v in result.__dict__.items() if k not in ("import_id", "skipped")}
+            summary["skipped"] = len(result.skipped)
+            cur.execute(*sql.record_import(import_id, result.kind, result.source, json.dumps(summary)))
+            result.import_id = import_id
+    except _NothingChanged:
+        result.fields_added.clear()
+
+
+def ingest_staged(cat: Catalog, cur: duckdb.DuckDBPyConnection, *, kind: str, source: str,
+                  base_dir: Path, rows: int, columns: dict[str, str] | None = None,
+                  overrides: dict[str, str | None] | None = None, probe: bool = True,
+                  reprobe: bool = False, skip_bad_images: bool = False,
+                  label_source: str | None = None, batch_id: int | None = None,
+                  default_split: str = "train", progress: bool = True) -> ImportResult:
+    """Validate the temp table ``stage`` as a manifest and write it in one transaction."""
+    columns = columns or files.staged_columns(cur, "stage")
+    roles = resolve_roles(list(columns), overrides or {})
+    for role, col in roles.items():
+        if col is not None and col not in columns:
+            raise IngestError(source, [f"column {col!r} (given for {role}) is not in the file; "
+                                       f"found {', '.join(columns)}"])
+    problems = _validate(cur, source, roles, list(columns))
+    existing = cat.metadata_fields()
+    plan, meta_problems = _plan_metadata(source, columns, roles, existing)
+    problems += meta_problems
+    if problems:
+        raise IngestError(source, problems)
+    base = str(base_dir.resolve())
+    try:
+        cur.execute(*sql.normalized_manifest("stage", roles, base, default_split, "unlabeled", plan))
+    except duckdb.Error as err:
+        raise IngestError(source, [f"cannot convert values: {str(err).splitlines()[0]}"]) from None
+    problems = _duplicates(cur) + _uri_conflicts(cur)
+    if problems:
+        raise IngestError(source, problems)
+    result = ImportResult(kind=kind, source=source, rows=rows)
+    if probe:
+        result.skipped = _probe(cur, source, reprobe=reprobe, skip_bad=skip_bad_images,
+                                progress=progress)
+    else:
+        cur.execute(*sql.stage_probe_results_none())
+    _write(cat, cur, result, plan, existing, label_source or f"{kind}:{Path(source).name}",
+           batch_id)
+    return result
+
+
+def ingest_manifest(cat: Catalog, path: str | Path, *, path_column: str | None = None,
+                    id_column: str | None = None, label_column: str | None = None,
+                    split_column: str | None = None, probe: bool = True, reprobe: bool = False,
+                    skip_bad_images: bool = False, label_source: str | None = None,
+                    batch_id: int | None = None, default_split: str = "train",
+                    progress: bool = True) -> ImportResult:
+    """Import a CSV / Parquet / JSONL manifest: a path column, optional id/label/split, metadata.
+
+    Relative paths resolve against the manifest's folder. Validation covers the whole file
+    before anything is written; the write is one transaction; re-running changes nothing.
+    """
+    path = Path(path)
+    cur = cat.cursor()
+    try:
+        n = files.stage(cur, "stage", path)
+        overrides = {"path": path_column, "id": id_column, "label": label_column,
+                     "split": split_column}
+        return ingest_staged(cat, cur, kind="manifest", source=str(path), base_dir=path.parent,
+                             rows=n, overrides=overrides, probe=probe, reprobe=reprobe,
+                             skip_bad_images=skip_bad_images, label_source=label_source,
+                             batch_id=batch_id, default_split=default_split, progress=progress)
+    finally:
+        cur.close()
+
+
+def ingest_frame(cat: Catalog, frame: pd.DataFrame, *, kind: str, source: str, base_dir: Path,
+                 **options: object) -> ImportResult:
+    """Import an in-memory manifest frame (used by the folder and COCO importers and the demo)."""
+    if frame.empty:
+        raise IngestError(source, ["contains no images"])
+    cur = cat.cursor()
+    try:
+        files.stage_frame(cur, "stage", frame)
+        return ingest_staged(cat, cur, kind=kind, source=source, base_dir=base_dir,
+                             rows=len(frame), **options)  # type: ignore[arg-type]
+    finally:
+        cur.close()

@@ -1,0 +1,201 @@
+"""Predictions importer: full probability vectors (``prob_<class>`` columns or a list column)
+or top-1 label + confidence, for a named model run."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import duckdb
+import pandas as pd
+
+from al_core import sql
+from al_core.catalog import Catalog
+from al_core.errors import IngestError
+from al_core.ingest import files
+
+ID_ALIASES = ("sample_id", "id", "image_id")
+LIST_ALIASES = ("probs", "probabilities", "scores")
+LABEL_ALIASES = ("pred_label", "prediction", "predicted", "predicted_label", "label")
+CONFIDENCE_ALIASES = ("confidence", "score", "prob", "probability")
+PROB_PREFIX = "prob_"
+DEFAULT_TOLERANCE = 1e-3
+
+
+@dataclass
+class PredictionResult:
+    """What a predictions import did; ``changed`` is 0 for an identical re-run."""
+
+    run: str
+    run_id: int | None
+    rows: int
+    changed: int
+    classes: list[str]
+    has_probs: bool
+
+    def summary(self) -> str:
+        if not self.changed:
+            return f"run {self.run!r}: {self.rows} predictions, nothing changed (already imported)"
+        kind = "probability vectors" if self.has_probs else "top-1 labels"
+        return (f"run {self.run!r}: {self.rows} predictions ({kind} over {len(self.classes)} "
+                f"classes), {self.changed} new or changed")
+
+
+@dataclass
+class _Layout:
+    id_col: str
+    classes: list[str]
+    prob_expr: str | None = None
+    label_col: str | None = None
+    confidence_col: str | None = None
+
+
+def _pick(columns: dict[str, str], aliases: tuple[str, ...]) -> str | None:
+    lower = {c.lower(): c for c in columns}
+    return next((lower[a] for a in aliases if a in lower), None)
+
+
+def _layout(source: str, columns: dict[str, str], classes: list[str] | None,
+            run_classes: list[str] | None, id_column: str | None) -> _Layout:
+    id_col = id_column or _pick(columns, ID_ALIASES)
+    if id_col is None or id_col not in columns:
+        raise IngestError(source, [f"no sample id column: expected one of {', '.join(ID_ALIASES)}; "
+                                   f"found {', '.join(columns)}"])
+    prob_cols = [c for c in columns if c.lower().startswith(PROB_PREFIX)]
+    if prob_cols:
+        by_class = {c[len(PROB_PREFIX):]: c for c in prob_cols}
+        order = classes or run_classes or list(by_class)
+        if set(order) != set(by_class):
+            raise IngestError(source, [
+                f"probability columns are for classes {sorted(by_class)} but the run's classes "
+                f"are {sorted(order)}"])
+        return _Layout(id_col, list(order), prob_expr=sql.prob_columns_expr([by_class[c] for c in order]))
+    list_col = _pick(columns, LIST_ALIASES)
+    if list_col and columns[list_col].endswith("[]"):
+        order = classes or run_classes
+        if not order:
+            raise IngestError(source, [f"column {list_col!r} holds probability lists; name the "
+                                       "classes in order with --classes a,b,c"])
+        return _Layout(id_col, list(order), prob_expr=f"{sql.quote_ident(list_col)}::DOUBLE[]")
+    label_col = _pick(columns, LABEL_ALIASES)
+    if label_col:
+        return _Layout(id_col, list(classes or run_classes or []), label_col=label_col,
+                       confidence_col=_pick(columns, CONFIDENCE_ALIASES))
+    raise IngestError(source, [
+        f"no predictions found: expected {PROB_PREFIX}<class> columns, a list column "
+        f"({', '.join(LIST_ALIASES)}), or a label column ({', '.join(LABEL_ALIASES)}) with an "
+        f"optional confidence; found {', '.join(columns)}"])
+
+
+def _row_problems(rows: list[tuple]) -> list[str]:
+    return [f"row {row} (sample {sid!r}): {problem}" for row, sid, problem in rows]
+
+
+def _validate_ids(cur: duckdb.DuckDBPyConnection, id_col: str) -> list[str]:
+    problems = []
+    blank = [r[0] for r in cur.execute(*sql.rows_where_blank("stage", id_col)).fetchall()]
+    if blank:
+        problems.append(f"column {id_col!r} is empty in row(s) {', '.join(map(str, blank))}")
+    for value, rows in cur.execute(*sql.duplicate_values("stage", id_col)).fetchall():
+        problems.append(f"sample_id {value!r} appears in rows {', '.join(map(str, rows))}")
+    n_unknown = cur.execute(*sql.count_unknown_sample_ids("stage", id_col)).fetchone()[0]
+    if n_unknown:
+        shown = cur.execute(*sql.unknown_sample_ids("stage", id_col)).fetchall()
+        listed = ", ".join(f"row {r} {sid!r}" for r, sid in shown)
+        problems.append(f"{n_unknown} sample id(s) are not in the catalog: {listed}"
+                        + (" ..." if n_unknown > len(shown) else ""))
+    return problems
+
+
+def _stage_predictions(cur: duckdb.DuckDBPyConnection, source: str, layout: _Layout,
+                       tolerance: float) -> list[str]:
+    if layout.prob_expr is not None:
+        try:
+            cur.execute(*sql.stage_prob_predictions("stage", layout.id_col, layout.prob_expr))
+        except duckdb.Error as err:
+            raise IngestError(source, [f"probabilities are not numbers: {str(err).splitlines()[0]}"]) from None
+        problems = _row_problems(cur.execute(
+            *sql.bad_probability_rows(len(layout.classes), tolerance)).fetchall())
+        if not problems:
+            cur.execute(*sql.finalize_prob_predictions(layout.classes))
+        return problems
+    try:
+        cur.execute(*sql.stage_top1_predictions("stage", layout.id_col, layout.label_col,  # type: ignore[arg-type]
+                                                layout.confidence_col))
+    except duckdb.Error as err:
+        raise IngestError(source, [f"confidence is not a number: {str(err).splitlines()[0]}"]) from None
+    if not layout.classes:
+        layout.classes = [r[0] for r in cur.execute(sql.DISTINCT_PRED_LABELS).fetchall()]
+    problems = _row_problems(cur.execute(
+        *sql.bad_top1_rows(layout.classes, layout.confidence_col is not None)).fetchall())
+    if not problems:
+        cur.execute(sql.FINALIZE_TOP1)
+    return problems
+
+
+def _import_staged(cat: Catalog, cur: duckdb.DuckDBPyConnection, source: str, run: str, rows: int,
+                   classes: list[str] | None, id_column: str | None,
+                   tolerance: float) -> PredictionResult:
+    if not run or not run.strip():
+        raise IngestError(source, ["a model run name is required (--run NAME)"])
+    if classes is not None and len(set(classes)) != len(classes):
+        raise IngestError(source, [f"--classes lists a class twice: {classes}"])
+    existing = cur.execute(*sql.find_run(run)).fetchone()
+    run_classes = list(existing[1]) if existing else None
+    layout = _layout(source, files.staged_columns(cur, "stage"), classes, run_classes, id_column)
+    has_probs = layout.prob_expr is not None
+    problems = _validate_ids(cur, layout.id_col)
+    problems += _stage_predictions(cur, source, layout, tolerance)
+    if existing and (list(existing[1]) != layout.classes or bool(existing[2]) != has_probs):
+        problems.append(f"run {run!r} already exists with classes {list(existing[1])} "
+                        f"({'probabilities' if existing[2] else 'top-1'}); this file has "
+                        f"{layout.classes} ({'probabilities' if has_probs else 'top-1'}). "
+                        "Use a new run name.")
+    if problems:
+        raise IngestError(source, problems)
+    result = PredictionResult(run, existing[0] if existing else None, rows, 0, layout.classes,
+                              has_probs)
+    if existing and cur.execute(*sql.count_changed_predictions(existing[0])).fetchone()[0] == 0:
+        return result
+    with cat.transaction(cur):
+        import_id = int(cur.execute(sql.NEXT_IMPORT_ID).fetchone()[0])
+        if existing is None:
+            result.run_id = int(cur.execute(*sql.create_run(run, layout.classes, has_probs,
+                                                            import_id)).fetchone()[0])
+        result.changed = int(cur.execute(*sql.count_changed_predictions(result.run_id)).fetchone()[0])
+        cur.execute(*sql.upsert_predictions(result.run_id))
+        cur.execute(*sql.record_import(import_id, "predictions", source, json.dumps(
+            {"run": run, "rows": rows, "changed": result.changed})))
+    return result
+
+
+def import_predictions(cat: Catalog, path: str | Path, run: str, *,
+                       classes: list[str] | None = None, id_column: str | None = None,
+                       tolerance: float = DEFAULT_TOLERANCE) -> PredictionResult:
+    """Import a predictions file (CSV / Parquet / JSONL) for model run ``run``.
+
+    Accepted layouts: ``prob_<class>`` columns (class order = column order unless ``classes``
+    is given), a list column ``probs`` with ``classes``, or a label column with an optional
+    confidence. Every row is checked (ids known, probabilities finite, non-negative and
+    summing to 1 within ``tolerance``) before one transaction writes them.
+    """
+    path = Path(path)
+    cur = cat.cursor()
+    try:
+        n = files.stage(cur, "stage", path)
+        return _import_staged(cat, cur, str(path), run, n, classes, id_column, tolerance)
+    finally:
+        cur.close()
+
+
+def import_predictions_frame(cat: Catalog, frame: pd.DataFrame, run: str, *, source: str,
+                             classes: list[str] | None = None,
+                             tolerance: float = DEFAULT_TOLERANCE) -> PredictionResult:
+    """Like :func:`import_predictions` for an in-memory frame (used by the demo's model)."""
+    cur = cat.cursor()
+    try:
+        files.stage_frame(cur, "stage", frame)
+        return _import_staged(cat, cur, source, run, len(frame), classes, None, tolerance)
+    finally:
+        cur.close()
