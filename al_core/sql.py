@@ -236,6 +236,23 @@ def duplicate_values(table: str, column: str, limit: int = 20) -> Query:
 
 # --------------------------------------------------------------------------- manifest ingest
 
+def looks_like_timestamps(table: str, column: str, probe_rows: int = 1000) -> Query:
+    """True when the first ``probe_rows`` non-empty values of a text column start like ISO dates."""
+    col = quote_ident(column)
+    return (
+        f"SELECT coalesce(bool_and(regexp_matches({col}, '^\\d{{4}}-\\d{{2}}-\\d{{2}}')), false) "
+        f"FROM (SELECT {col} FROM {quote_ident(table)} WHERE {col} IS NOT NULL LIMIT ?)",
+        [probe_rows],
+    )
+
+
+def all_cast_to_timestamp(table: str, column: str) -> Query:
+    """True when every non-NULL value of ``column`` converts to a timestamp."""
+    col = quote_ident(column)
+    return (f"SELECT count({col}) = count(TRY_CAST({col} AS TIMESTAMP)) FROM {quote_ident(table)}",
+            [])
+
+
 def normalized_manifest(stage: str, cols: dict[str, str | None], base_dir: str,
                         default_split_labeled: str, default_split_unlabeled: str,
                         metadata: Sequence[tuple[str, str, str]]) -> Query:
@@ -300,7 +317,7 @@ def stage_probe_results(frame_name: str) -> Query:
 
 def stage_probe_results_none() -> Query:
     """``norm_probed`` without probing (``--no-probe``): sizes and hashes stay as given."""
-    return "CREATE OR REPLACE TEMP TABLE norm_probed AS SELECT * FROM norm", []
+    return "CREATE OR REPLACE TEMP VIEW norm_probed AS SELECT * FROM norm", []
 
 
 def local_uris_to_probe(only_new: bool) -> Query:
@@ -398,7 +415,7 @@ APPLY_CURRENT_LABELS = (
     "AND samples.label IS DISTINCT FROM n.label"
 )
 
-COUNT_NEW_SAMPLES = "SELECT count(*) FROM norm_probed n ANTI JOIN samples s USING (sample_id)"
+COUNT_EXISTING_SAMPLES = "SELECT count(*) FROM norm_probed n SEMI JOIN samples s USING (sample_id)"
 
 
 # --------------------------------------------------------------------------- predictions
@@ -423,7 +440,7 @@ def unknown_sample_ids(stage: str, id_column: str, limit: int = 20, *,
     return (
         f"SELECT {row}, {col}::VARCHAR FROM {quote_ident(stage)} p "
         f"WHERE NOT EXISTS (SELECT 1 FROM samples s WHERE s.sample_id = p.{col}::VARCHAR) "
-        f"ORDER BY {row} LIMIT ?",
+        f"ORDER BY {row if row_column else col} LIMIT ?",
         [limit],
     )
 
@@ -459,13 +476,13 @@ def bad_probability_rows(n_classes: int, tolerance: float, limit: int = 20) -> Q
         "WHEN probs IS NULL THEN 'no probabilities' "
         "WHEN len(probs) <> ? THEN 'has ' || len(probs) || ' probabilities, expected ' || ? "
         "WHEN list_count(probs) <> len(probs) THEN 'has an empty (NULL) probability' "
-        "WHEN list_bool_or(list_transform(probs, x -> isnan(x))) THEN 'has a NaN probability' "
-        "WHEN list_bool_or(list_transform(probs, x -> isinf(x))) THEN 'has an infinite probability' "
+        "WHEN isnan(list_sum(probs)) THEN 'has a NaN probability' "
+        "WHEN isinf(list_sum(probs)) THEN 'has an infinite probability' "
         "WHEN list_min(probs) < 0 THEN 'has a negative probability' "
         "WHEN list_min(probs) > 1 OR list_max(probs) > 1 THEN 'has a probability above 1' "
         "ELSE 'probabilities sum to ' || round(list_sum(probs), 6) || ', not 1' END AS problem "
         "FROM pred WHERE probs IS NULL OR len(probs) <> ? OR list_count(probs) <> len(probs) "
-        "OR list_bool_or(list_transform(probs, x -> isnan(x) OR isinf(x))) "
+        "OR NOT isfinite(list_sum(probs)) "
         "OR list_min(probs) < 0 OR list_max(probs) > 1 OR abs(list_sum(probs) - 1) > ? "
         "ORDER BY __row__ LIMIT ?",
         [n_classes, n_classes, n_classes, tolerance, limit],

@@ -88,6 +88,18 @@ def _compatible(existing: str, incoming: str) -> bool:
         existing == "DOUBLE" and incoming == "BIGINT")
 
 
+def _detect_text_timestamps(cur: duckdb.DuckDBPyConnection, columns: dict[str, str],
+                            skip: set[str]) -> dict[str, str]:
+    """Text columns whose every value is an ISO date/time are typed as timestamps (JSON has no dates)."""
+    typed = dict(columns)
+    for col, duck_type in columns.items():
+        if (col not in skip and duck_type == "VARCHAR"
+                and cur.execute(*sql.looks_like_timestamps("stage", col)).fetchone()[0]
+                and cur.execute(*sql.all_cast_to_timestamp("stage", col)).fetchone()[0]):
+            typed[col] = "TIMESTAMP"
+    return typed
+
+
 def resolve_roles(columns: list[str], overrides: dict[str, str | None]) -> dict[str, str | None]:
     """Map each role to a staged column: explicit overrides first, then the known aliases."""
     lower = {c.lower(): c for c in reversed(columns)}
@@ -208,9 +220,12 @@ def _write(cat: Catalog, cur: duckdb.DuckDBPyConnection, result: ImportResult,
                     for q in sql.add_metadata_field(name, dtype):
                         cur.execute(*q)
                     result.fields_added.append(name)
+            existing_rows = cur.execute(sql.COUNT_EXISTING_SAMPLES).fetchone()[0]
             cur.execute(sql.SNAPSHOT_LABELS_BEFORE)
             result.new_samples = cur.execute(*sql.insert_new_samples(import_id, meta_names)).fetchone()[0]
-            result.updated_samples = cur.execute(*sql.update_changed_samples(meta_names)).fetchone()[0]
+            if existing_rows:
+                result.updated_samples = cur.execute(
+                    *sql.update_changed_samples(meta_names)).fetchone()[0]
             result.new_label_versions = cur.execute(
                 *sql.insert_changed_labels(label_source, import_id, batch_id)).fetchone()[0]
             cur.execute(sql.APPLY_CURRENT_LABELS)
@@ -234,6 +249,7 @@ def ingest_staged(cat: Catalog, cur: duckdb.DuckDBPyConnection, *, kind: str, so
     """Validate the temp table ``stage`` as a manifest and write it in one transaction."""
     columns = columns or files.staged_columns(cur, "stage")
     roles = resolve_roles(list(columns), overrides or {})
+    columns = _detect_text_timestamps(cur, columns, skip={c for c in roles.values() if c})
     for role, col in roles.items():
         if col is not None and col not in columns:
             raise IngestError(source, [f"column {col!r} (given for {role}) is not in the file; "

@@ -69,7 +69,7 @@ def _layout(source: str, columns: dict[str, str], classes: list[str] | None,
         if set(order) != set(by_class):
             raise IngestError(source, [
                 f"probability columns are for classes {sorted(by_class)} but the run's classes "
-                f"are {sorted(order)}"])
+                f"are {sorted(order)}; a run keeps its classes, so use a new run name for others"])
         return _Layout(id_col, list(order), prob_expr=sql.prob_columns_expr([by_class[c] for c in order]))
     list_col = _pick(columns, LIST_ALIASES)
     if list_col and columns[list_col].endswith("[]"):

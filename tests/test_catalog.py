@@ -1,0 +1,128 @@
+"""Catalog: migrations, the write path, identifiers and embedding sets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pytest
+
+from al_core import sql
+from al_core.catalog import ENV_CATALOG, Catalog, resolve_catalog_path
+from al_core.embeddings import store_embeddings
+from al_core.errors import CatalogError, IngestError, SchemaVersionError
+
+
+def test_fresh_catalog_has_latest_schema_and_all_tables(tmp_path: Path) -> None:
+    with Catalog.open(tmp_path / "c.duckdb") as cat:
+        assert cat.schema_version() == sql.LATEST_SCHEMA_VERSION
+        tables = {r[0] for r in cat.query_rows(sql.table_names())}
+        assert {"samples", "labels", "model_runs", "predictions", "embedding_sets", "tags",
+                "export_batches", "export_items", "metadata_fields", "imports"} <= tables
+        versions = cat.query_rows("SELECT version FROM schema_version ORDER BY version")
+        assert [v for (v,) in versions] == [m[0] for m in sql.MIGRATIONS]
+
+
+def test_older_catalog_is_upgraded_and_keeps_its_data(tmp_path: Path) -> None:
+    path = tmp_path / "old.duckdb"
+    con = duckdb.connect(str(path))
+    old = Catalog(path, con, read_only=False, role="test")
+    old.migrate(target=1)
+    assert old.schema_version() == 1
+    con.execute("INSERT INTO samples (sample_id, uri, split, ingested_at) "
+                "VALUES ('s1', '/x.png', 'train', now()::TIMESTAMP)")
+    assert "tags" not in {r[0] for r in old.query_rows(sql.table_names())}
+    con.close()
+    with Catalog.open(path) as cat:
+        assert cat.schema_version() == sql.LATEST_SCHEMA_VERSION
+        assert cat.query_rows("SELECT sample_id FROM samples") == [("s1",)]
+        assert "tags" in {r[0] for r in cat.query_rows(sql.table_names())}
+
+
+def test_catalog_from_a_newer_version_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "new.duckdb"
+    Catalog.open(path).close()
+    con = duckdb.connect(str(path))
+    con.execute("INSERT INTO schema_version VALUES (999, 'future', now()::TIMESTAMP, '9.9')")
+    con.close()
+    with pytest.raises(SchemaVersionError, match="schema version 999.*newer al-explorer"):
+        Catalog.open(path)
+
+
+def test_read_only_open_of_missing_file_says_how_to_create_it(tmp_path: Path) -> None:
+    with pytest.raises(CatalogError, match="does not exist.*al-explorer demo"):
+        Catalog.open(tmp_path / "nope.duckdb", read_only=True)
+
+
+def test_not_a_duckdb_file_is_reported(tmp_path: Path) -> None:
+    path = tmp_path / "junk.duckdb"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(CatalogError, match="junk.duckdb"):
+        Catalog.open(path)
+
+
+def test_catalog_path_resolution(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(ENV_CATALOG, raising=False)
+    assert resolve_catalog_path() == Path("data/catalog.duckdb")
+    monkeypatch.setenv(ENV_CATALOG, "/tmp/env.duckdb")
+    assert resolve_catalog_path() == Path("/tmp/env.duckdb")
+    assert resolve_catalog_path("cli.duckdb") == Path("cli.duckdb")
+
+
+def test_transaction_rolls_back_and_does_not_bump_version(catalog: Catalog) -> None:
+    version = catalog.data_version()
+    with pytest.raises(RuntimeError), catalog.transaction() as cur:
+        cur.execute("INSERT INTO tags VALUES ('x', 't', now()::TIMESTAMP)")
+        raise RuntimeError("boom")
+    assert catalog.scalar("SELECT count(*) FROM tags") == 0
+    assert catalog.data_version() == version
+    with catalog.transaction() as cur:
+        cur.execute("INSERT INTO tags VALUES ('x', 't', now()::TIMESTAMP)")
+    assert catalog.data_version() == version + 1
+
+
+@pytest.mark.parametrize("name, quoted", [
+    ("plain", '"plain"'),
+    ('a"b', '"a""b"'),
+    ("x; DROP TABLE samples; --", '"x; DROP TABLE samples; --"'),
+    ("Ünïcode name", '"Ünïcode name"'),
+    ("select", '"select"'),
+])
+def test_quote_ident(name: str, quoted: str) -> None:
+    assert sql.quote_ident(name) == quoted
+    con = duckdb.connect()
+    con.execute(f"CREATE TABLE t ({sql.quote_ident(name)} INTEGER)")
+    assert [r[0] for r in con.execute("DESCRIBE t").fetchall()] == [name]
+
+
+@pytest.mark.parametrize("bad", ["", "   ", "tab\there", "x" * 200, "nul\x00"])
+def test_quote_ident_refuses_unshowable_names(bad: str) -> None:
+    with pytest.raises(ValueError):
+        sql.quote_ident(bad)
+
+
+def _seed(cat: Catalog, ids: list[str]) -> None:
+    with cat.transaction() as cur:
+        for sid in ids:
+            cur.execute("INSERT INTO samples (sample_id, uri, split, ingested_at) "
+                        "VALUES (?, ?, 'train', now()::TIMESTAMP)", [sid, f"/{sid}.png"])
+
+
+def test_embeddings_are_fixed_size_arrays_and_validated(catalog: Catalog) -> None:
+    _seed(catalog, ["a", "b"])
+    vectors = np.arange(8, dtype=np.float32).reshape(2, 4)
+    set_id = store_embeddings(catalog, "baseline", "cnn-v1", ["a", "b"], vectors)
+    table = sql.vectors_table_name(set_id)
+    assert catalog.scalar(f"SELECT typeof(vector) FROM {table} LIMIT 1") == "FLOAT[4]"
+    got = catalog.scalar(f"SELECT vector FROM {table} WHERE sample_id = 'b'")
+    assert list(got) == [4, 5, 6, 7]
+    with pytest.raises(IngestError, match="dim 4; got model 'cnn-v1' with dim 3"):
+        store_embeddings(catalog, "baseline", "cnn-v1", ["a", "b"], np.zeros((2, 3)))
+    with pytest.raises(IngestError, match="'b' has NaN"):
+        store_embeddings(catalog, "baseline", "cnn-v1", ["a", "b"], np.array([[0, 0, 0, 0], [np.nan, 0, 0, 0]]))
+    with pytest.raises(IngestError, match="'zz' is not in the catalog"):
+        store_embeddings(catalog, "other", "m", ["a", "zz"], np.zeros((2, 2)))
+    with pytest.raises(IngestError, match=r"shape \(n=1, dim\)"):
+        store_embeddings(catalog, "other", "m", ["a"], np.zeros((2, 2)))
+    assert catalog.scalar("SELECT count(*) FROM embedding_sets") == 1
