@@ -629,3 +629,28 @@ CATALOG_COUNTS = """SELECT
 
 LIST_RUNS = "SELECT run_id, name, classes, has_probs, created_at FROM model_runs ORDER BY run_id"
 LIST_EMBEDDING_SETS = "SELECT set_id, name, model, dim, created_at FROM embedding_sets ORDER BY set_id"
+
+COUNT_SAMPLES = "SELECT count(*) FROM samples"
+
+
+def get_info(key: str) -> Query:
+    return "SELECT value FROM catalog_info WHERE key = ?", [key]
+
+
+def set_info(key: str, value: str) -> Query:
+    return ("INSERT INTO catalog_info VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [key, value])
+
+
+def count_predictions(run_name: str) -> Query:
+    return ("SELECT count(*) FROM predictions p JOIN model_runs r USING (run_id) WHERE r.name = ?",
+            [run_name])
+
+
+def predicted_labels(run_name: str) -> Query:
+    return ("SELECT p.sample_id, p.pred_label FROM predictions p JOIN model_runs r USING (run_id) "
+            "WHERE r.name = ?", [run_name])
+
+
+def count_vectors(table: str) -> Query:
+    return f"SELECT count(*) FROM {quote_ident(table)}", []
