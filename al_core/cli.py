@@ -125,7 +125,8 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 def serve(catalog: Path, host: str, port: int) -> int:
     """Run the Streamlit app on ``catalog`` in the foreground until interrupted."""
-    env = dict(os.environ, **{ENV_CATALOG: str(catalog.resolve())})
+    env = dict(os.environ, **{ENV_CATALOG: str(catalog.resolve()),
+                              "AL_EXPLORER_URL": f"http://{host}:{port}"})
     cmd = [sys.executable, "-m", "streamlit", "run", str(APP_FILE),
            "--server.address", host, "--server.port", str(port), "--server.headless", "true",
            "--browser.gatherUsageStats", "false"]

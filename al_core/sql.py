@@ -654,3 +654,217 @@ def predicted_labels(run_name: str) -> Query:
 
 def count_vectors(table: str) -> Query:
     return f"SELECT count(*) FROM {quote_ident(table)}", []
+
+
+# --------------------------------------------------------------------------- filtered view and Overview
+
+NULL_VALUE = "(missing)"
+
+
+def _in_list(expr: str, values: Sequence[Any], params: list[Any]) -> str:
+    """``expr IN (?, ...)``; the value ``(missing)`` also matches NULL."""
+    wanted = [v for v in values if v != NULL_VALUE]
+    parts = []
+    if wanted:
+        parts.append(f"{expr} IN ({', '.join('?' for _ in wanted)})")
+        params.extend(wanted)
+    if len(wanted) < len(values):
+        parts.append(f"{expr} IS NULL")
+    return "(" + " OR ".join(parts) + ")" if parts else "FALSE"
+
+
+def column_expr(column: str, fields: dict[str, str]) -> str:
+    """SQL for a filterable column of the view: a whitelisted name or a known metadata field."""
+    builtin = {"label": "s.label", "split": "s.split", "pred_label": "p.pred_label",
+               "class_or_pred": "coalesce(s.label, p.pred_label)", "sample_id": "s.sample_id"}
+    if column in builtin:
+        return builtin[column]
+    if column in fields:
+        return f"s.{quote_ident(column)}"
+    raise ValueError(f"unknown column {column!r}")
+
+
+def needs_predictions(flt: Any) -> bool:
+    return any(c.column in ("pred_label", "class_or_pred") for c in flt.conditions)
+
+
+def filter_where(flt: Any, fields: dict[str, str]) -> Query:
+    """The WHERE clause (without the keyword) of a :class:`al_core.filters.Filter`."""
+    from datetime import timedelta
+
+    clauses: list[str] = []
+    params: list[Any] = []
+    if flt.splits:
+        clauses.append(_in_list("s.split", flt.splits, params))
+    if flt.classes:
+        clauses.append(_in_list("s.label", flt.classes, params))
+    if flt.labeled == "labeled":
+        clauses.append("s.label IS NOT NULL")
+    elif flt.labeled == "unlabeled":
+        clauses.append("s.label IS NULL")
+    if flt.tags:
+        sub: list[Any] = []
+        inner = _in_list("t.tag", flt.tags, sub)
+        clauses.append(f"EXISTS (SELECT 1 FROM tags t WHERE t.sample_id = s.sample_id AND {inner})")
+        params.extend(sub)
+    for name, values in flt.categorical:
+        clauses.append(_in_list(f"{column_expr(name, fields)}::VARCHAR", values, params))
+    for name, (lo, hi) in flt.numeric:
+        clauses.append(f"{column_expr(name, fields)} BETWEEN ? AND ?")
+        params += [lo, hi]
+    for name, (first, last) in flt.dates:
+        col = column_expr(name, fields)
+        clauses.append(f"{col} >= ?::TIMESTAMP AND {col} < ?::TIMESTAMP")
+        params += [first, last + timedelta(days=1)]
+    for cond in flt.conditions:
+        col = column_expr(cond.column, fields)
+        if cond.is_null:
+            clauses.append(f"{col} IS NULL")
+        elif cond.low is not None or cond.high is not None:
+            if cond.low is not None:
+                clauses.append(f"{col} >= ?")
+                params.append(cond.low)
+            if cond.high is not None:
+                clauses.append(f"{col} < ?")
+                params.append(cond.high)
+        else:
+            clauses.append(f"{col}::VARCHAR = ?")
+            params.append(str(cond.value))
+    return (" AND ".join(clauses) or "TRUE"), params
+
+
+def filtered_view(flt: Any, fields: dict[str, str], run_id: int | None,
+                  columns: str = "s.*") -> Query:
+    """``SELECT columns FROM samples s [LEFT JOIN predictions p] WHERE <filter>``.
+
+    The predictions of ``run_id`` are joined (as ``p``) only when it is given.
+    """
+    where, params = filter_where(flt, fields)
+    if run_id is None:
+        if needs_predictions(flt):
+            where = "FALSE"
+        return f"SELECT {columns} FROM samples s WHERE {where}", params
+    return (f"SELECT {columns} FROM samples s LEFT JOIN predictions p "
+            f"ON p.sample_id = s.sample_id AND p.run_id = ? WHERE {where}", [run_id, *params])
+
+
+def _over(view: Query, select: str, extra: list[Any] | None = None) -> Query:
+    text, params = view
+    return f"WITH v AS ({text}) {select}", [*params, *(extra or [])]
+
+
+def overview_counts(flt: Any, fields: dict[str, str]) -> Query:
+    view = filtered_view(flt, fields, None, "s.label, s.split")
+    return _over(view, "SELECT count(*) AS samples, count(label) AS labeled, "
+                       "count(*) - count(label) AS unlabeled, count(DISTINCT label) AS classes, "
+                       "count(DISTINCT split) AS splits, (SELECT count(*) FROM model_runs) AS model_runs, "
+                       "(SELECT count(*) FROM embedding_sets) AS embedding_sets FROM v")
+
+
+def class_counts(flt: Any, fields: dict[str, str]) -> Query:
+    view = filtered_view(flt, fields, None, "s.label")
+    return _over(view, "SELECT label, count(*) AS n FROM v WHERE label IS NOT NULL "
+                       "GROUP BY label ORDER BY n DESC, label")
+
+
+def predicted_pool_counts(flt: Any, fields: dict[str, str], run_id: int) -> Query:
+    view = filtered_view(flt, fields, run_id, "s.label, p.pred_label")
+    return _over(view, "SELECT pred_label, count(*) AS n FROM v WHERE label IS NULL "
+                       "AND pred_label IS NOT NULL GROUP BY pred_label ORDER BY n DESC, pred_label")
+
+
+def split_class_counts(flt: Any, fields: dict[str, str]) -> Query:
+    view = filtered_view(flt, fields, None, "s.split, s.label")
+    return _over(view, "SELECT split, label, count(*) AS n FROM v WHERE label IS NOT NULL "
+                       "GROUP BY split, label ORDER BY split, label")
+
+
+def categorical_counts(flt: Any, fields: dict[str, str], name: str, limit: int = 40) -> Query:
+    col = quote_ident(name)
+    view = filtered_view(flt, fields, None, f"s.{col} AS value")
+    return _over(view, "SELECT coalesce(value::VARCHAR, ?) AS value, count(*) AS n FROM v "
+                       "GROUP BY 1 ORDER BY n DESC, value LIMIT ?", [NULL_VALUE, limit])
+
+
+def field_range(name: str) -> Query:
+    """Minimum and maximum of a field over the whole catalog (stable bins across filters)."""
+    col = quote_ident(name)
+    return f"SELECT min({col}), max({col}) FROM samples", []
+
+
+def numeric_histogram(flt: Any, fields: dict[str, str], name: str, low: float, width: float,
+                      bins: int) -> Query:
+    col = quote_ident(name)
+    view = filtered_view(flt, fields, None, f"s.{col} AS x")
+    return _over(view, "SELECT least(greatest(floor((x - ?) / ?), 0), ?)::INTEGER AS bin, count(*) AS n "
+                       "FROM v WHERE x IS NOT NULL GROUP BY bin ORDER BY bin",
+                 [low, width, bins - 1])
+
+
+def timeline(flt: Any, fields: dict[str, str], name: str, unit: str) -> Query:
+    if unit not in ("hour", "day", "week", "month", "year"):
+        raise ValueError(f"bad time unit {unit!r}")
+    col = quote_ident(name)
+    view = filtered_view(flt, fields, None, f"s.{col} AS t")
+    return _over(view, f"SELECT date_trunc('{unit}', t) AS period, count(*) AS n FROM v "
+                       "WHERE t IS NOT NULL GROUP BY period ORDER BY period")
+
+
+def class_field_counts(flt: Any, fields: dict[str, str], name: str) -> Query:
+    col = quote_ident(name)
+    view = filtered_view(flt, fields, None, f"s.label, s.{col} AS value")
+    return _over(view, "SELECT label, coalesce(value::VARCHAR, ?) AS value, count(*) AS n FROM v "
+                       "WHERE label IS NOT NULL GROUP BY ALL ORDER BY label, value", [NULL_VALUE])
+
+
+def slice_counts(flt: Any, fields: dict[str, str], names: Sequence[str], run_id: int | None,
+                 max_arity: int = 2) -> Query:
+    """Labeled vs pool counts for every combination (up to ``max_arity``) of the given fields
+    and the class (the label where labeled, the prediction of ``run_id`` in the pool).
+
+    Columns come back as ``g0..gk`` (fields in order, then the class) plus ``labeled_n``,
+    ``pool_n``; a NULL ``gi`` means that part is not in the combination.
+    """
+    from itertools import combinations
+
+    cols = [f"s.{quote_ident(n)}::VARCHAR AS g{i}" for i, n in enumerate(names)]
+    klass = "coalesce(s.label, p.pred_label)" if run_id is not None else "s.label"
+    cols.append(f"{klass} AS g{len(names)}")
+    view = filtered_view(flt, fields, run_id, ", ".join([*cols, "s.label IS NOT NULL AS is_labeled"]))
+    keys = [f"g{i}" for i in range(len(names) + 1)]
+    sets = [c for k in range(1, max_arity + 1) for c in combinations(keys, k)]
+    grouping = ", ".join("(" + ", ".join(s) + ")" for s in sets)
+    return _over(view, f"SELECT {', '.join(keys)}, count(*) FILTER (WHERE is_labeled) AS labeled_n, "
+                       "count(*) FILTER (WHERE NOT is_labeled) AS pool_n, "
+                       f"GROUPING({', '.join(keys)}) AS gid FROM v GROUP BY GROUPING SETS ({grouping})")
+
+
+def gallery_page(flt: Any, fields: dict[str, str], run_id: int | None, show: Sequence[str],
+                 limit: int, offset: int) -> Query:
+    """One page of samples (id order) with label, prediction and a few metadata fields."""
+    meta = "".join(f", s.{quote_ident(n)}" for n in show)
+    pred = ", p.pred_label, p.confidence" if run_id is not None else ", NULL AS pred_label, NULL AS confidence"
+    view = filtered_view(flt, fields, run_id,
+                         f"s.sample_id, s.uri, s.content_hash, s.split, s.label{pred}{meta}")
+    text, params = view
+    return f"{text} ORDER BY s.sample_id LIMIT ? OFFSET ?", [*params, limit, offset]
+
+
+def count_filtered(flt: Any, fields: dict[str, str], run_id: int | None) -> Query:
+    text, params = filtered_view(flt, fields, run_id, "count(*)")
+    return text, params
+
+
+def filtered_ids(flt: Any, fields: dict[str, str], run_id: int | None) -> Query:
+    text, params = filtered_view(flt, fields, run_id, "s.sample_id")
+    return f"{text} ORDER BY s.sample_id", params
+
+
+def distinct_values(name: str, limit: int = 200) -> Query:
+    col = column_expr(name, {name: ""}) if name not in ("label", "split") else f"s.{name}"
+    return (f"SELECT DISTINCT {col}::VARCHAR AS v FROM samples s WHERE {col} IS NOT NULL "
+            "ORDER BY v LIMIT ?", [limit])
+
+
+LIST_TAGS = "SELECT DISTINCT tag FROM tags ORDER BY tag"
+LATEST_RUN = "SELECT run_id, name FROM model_runs ORDER BY created_at DESC, run_id DESC LIMIT 1"

@@ -1,0 +1,19 @@
+"""al-explorer's Streamlit entry point: page setup, the shared sidebar, and navigation."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from pages._components import mark_shell_run
+
+st.set_page_config(page_title="al-explorer", page_icon=":material/travel_explore:", layout="wide")
+
+PAGES = [
+    st.Page("pages/overview.py", title="Overview", icon=":material/insights:", default=True,
+            url_path="overview"),
+    st.Page("pages/samples.py", title="Samples", icon=":material/photo_library:", url_path="samples"),
+]
+
+navigation = st.navigation(PAGES)
+mark_shell_run()
+navigation.run()

@@ -1,0 +1,105 @@
+"""Overview page: counts, class imbalance, metadata distributions, slices; every mark drills down."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from al_core import charts, overview
+from al_core.filters import drill_spec, field_kind
+from pages._components import call, catalog, empty_state, gallery, sidebar_filter
+
+DRILL_KEY = "overview_drill"
+
+
+def _on_select(chart_key: str) -> None:
+    """Chart callback: the clicked mark's drill-down spec becomes the page's drill-down."""
+    points = (st.session_state.get(chart_key) or {}).get("selection", {}).get("points", [])
+    if points and points[0].get("customdata"):
+        data = points[0]["customdata"]
+        st.session_state[DRILL_KEY] = data[0] if isinstance(data, list) else data
+
+
+def _chart(fig: object, key: str) -> None:
+    st.plotly_chart(fig, key=key, on_select=lambda: _on_select(key), selection_mode="points",
+                    config={"displaylogo": False})
+
+
+def _on_slice_select() -> None:
+    rows = (st.session_state.get("ov_slices") or {}).get("selection", {}).get("rows", [])
+    frame = st.session_state.get("_ov_slice_frame")
+    if rows and frame is not None:
+        rec = frame.iloc[rows[0]]
+        st.session_state[DRILL_KEY] = drill_spec(f"slice {rec['slice']}", *rec["conditions"])
+
+
+cat = catalog()
+st.title("Overview")
+if empty_state(cat):
+    st.stop()
+flt = sidebar_filter(cat)
+run = overview.latest_run(cat)
+run_id = run[0] if run else None
+
+c = call(cat, "counts", flt)
+cols = st.columns(7)
+for col, (label, key) in zip(cols, [("Samples", "samples"), ("Labeled", "labeled"), ("Unlabeled", "unlabeled"),
+                                    ("Classes", "classes"), ("Splits", "splits"), ("Model runs", "model_runs"),
+                                    ("Embedding sets", "embedding_sets")], strict=True):
+    col.metric(label, f"{c[key]:,}")
+
+drill_box = st.container()
+
+classes = call(cat, "class_distribution", flt, run_id)
+imb = overview.imbalance(classes["labeled"])
+log = st.segmented_control("Scale", ["linear", "log"], default="linear", key="ov_scale") == "log"
+left, right = st.columns([3, 1])
+with left:
+    _chart(charts.class_bars(classes, log), "ov_classes")
+with right:
+    st.metric("Largest / smallest class", f"{imb.max_min_ratio:.1f} : 1" if imb.n_classes else "–")
+    st.metric("Normalized entropy", f"{imb.normalized_entropy:.2f}" if imb.n_classes else "–",
+              help="1 = perfectly balanced classes, 0 = a single class")
+    if run:
+        st.caption(f"Pool predictions from run **{run[1]}**.")
+_chart(charts.split_bars(call(cat, "split_distribution", flt), log), "ov_splits")
+
+st.subheader("Metadata")
+fields = cat.metadata_fields()
+grid = st.columns(2)
+for i, name in enumerate(fields):
+    kind, frame = call(cat, "field_distribution", flt, name)
+    if kind and not frame.empty:
+        with grid[i % 2]:
+            _chart(charts.field_chart(name, kind, frame), f"ov_field_{i}")
+
+categorical = [n for n, t in fields.items() if field_kind(t) == "categorical"]
+if categorical:
+    a, b = st.columns([2, 1])
+    heat_field = a.selectbox("Class × field", categorical, key="ov_heat_field")
+    share = b.segmented_control("Cells", ["count", "row share"], default="row share", key="ov_heat_mode") == "row share"
+    _chart(charts.heatmap(call(cat, "class_field_heatmap", flt, heat_field), heat_field, share), "ov_heatmap")
+
+st.subheader("Under-represented slices")
+st.caption("Combinations of metadata values (and class: the label, or the model's prediction in the pool) "
+           "whose share of the labeled set is far below their share of the unlabeled pool. Select a row "
+           "to see its samples.")
+slices = call(cat, "under_represented_slices", flt, run_id)
+st.session_state["_ov_slice_frame"] = slices
+st.dataframe(slices.drop(columns="conditions"), key="ov_slices", on_select=_on_slice_select,
+             selection_mode="single-row", hide_index=True, width="stretch", height=320,
+             column_config={"labeled_share": st.column_config.NumberColumn(format="percent"),
+                            "pool_share": st.column_config.NumberColumn(format="percent"),
+                            "ratio": st.column_config.NumberColumn(format="%.2f")})
+
+spec = st.session_state.get(DRILL_KEY)
+if spec:
+    from al_core.filters import parse_drill
+
+    title, conditions = parse_drill(spec)
+    with drill_box.container(border=True):
+        head, close = st.columns([5, 1])
+        head.subheader(f"Drill-down: {title}")
+        if close.button("Close", key="ov_drill_close"):
+            del st.session_state[DRILL_KEY]
+            st.rerun()
+        gallery(cat, flt.narrowed(*conditions), run_id, key="ov_drill_gallery")

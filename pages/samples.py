@@ -1,0 +1,15 @@
+"""Samples page: the gallery of everything the sidebar filter selects."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from al_core import overview
+from pages._components import catalog, empty_state, gallery, sidebar_filter
+
+cat = catalog()
+st.title("Samples")
+if not empty_state(cat):
+    flt = sidebar_filter(cat)
+    run = overview.latest_run(cat)
+    gallery(cat, flt, run[0] if run else None, key="samples")
