@@ -75,3 +75,17 @@ def assert_same_content(before: dict[str, pd.DataFrame], after: dict[str, pd.Dat
     assert before.keys() == after.keys()
     for table in before:
         pd.testing.assert_frame_equal(before[table], after[table], obj=table)
+
+
+DEMO_SIZE = 1000
+DEMO_EPOCHS = 20
+
+
+@pytest.fixture(scope="session")
+def demo_build(tmp_path_factory: pytest.TempPathFactory):
+    """A small demo catalog built once per test session: ``(catalog path, report)``."""
+    from al_core.demo import build_demo
+
+    path = tmp_path_factory.mktemp("demo") / "catalog.duckdb"
+    report = build_demo(path, size=DEMO_SIZE, seed=3, epochs=DEMO_EPOCHS, progress=False, echo=False)
+    return path, report

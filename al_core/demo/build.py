@@ -133,8 +133,9 @@ def build_demo(catalog_path: Path, *, size: int = 5000, seed: int = 0, epochs: i
             store_embeddings(cat, EMBEDDING_SET, f"al-explorer demo SmallCNN (seed {seed}, "
                              f"{epochs} epochs), penultimate layer", plan["sample_id"].tolist(), feats)
             predicted = np.array(classes)[probs_arr.argmax(axis=1)]
-        with cat.transaction() as cur:
-            cur.execute(*sql.set_info("demo_build", stamp))
+        if cat.scalar(sql.get_info("demo_build")) != stamp:
+            with cat.transaction() as cur:
+                cur.execute(*sql.set_info("demo_build", stamp))
     report.accuracy = slice_accuracy(plan, predicted, ~plan["labeled"].to_numpy())
     report.seconds = time.perf_counter() - t0
     if echo:
