@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from itertools import combinations
 
 import numpy as np
 import pandas as pd
@@ -98,15 +99,16 @@ def class_field_heatmap(cat: Catalog, flt: Filter, name: str) -> pd.DataFrame:
     return frame
 
 
+SLICE_COLUMNS = ["slice", "labeled_n", "pool_n", "labeled_share", "pool_share", "ratio", "conditions"]
+
+
 def slice_fields(cat: Catalog) -> list[str]:
     """Categorical fields with few enough values to form meaningful slices."""
-    out = []
-    for name, dtype in cat.metadata_fields().items():
-        if field_kind(dtype) == "categorical":
-            n = cat.query_rows(sql.distinct_values(name, SLICE_FIELD_MAX_VALUES + 1))
-            if 1 < len(n) <= SLICE_FIELD_MAX_VALUES:
-                out.append(name)
-    return out
+    names = [n for n, t in cat.metadata_fields().items() if field_kind(t) == "categorical"]
+    if not names:
+        return []
+    distinct = cat.query_rows(sql.distinct_counts(names))[0]
+    return [n for n, k in zip(names, distinct, strict=True) if 1 < k <= SLICE_FIELD_MAX_VALUES]
 
 
 def under_represented_slices(cat: Catalog, flt: Filter, run_id: int | None, *, min_pool: int = 10,
@@ -116,38 +118,36 @@ def under_represented_slices(cat: Catalog, flt: Filter, run_id: int | None, *, m
     A slice is a combination of up to ``max_arity`` categorical values and the class (the label
     where labeled, the run's prediction in the pool). ``ratio`` = labeled share / pool share;
     rows are sorted by ratio, then pool size. ``conditions`` drills down to the slice's samples.
+    One GROUP BY in DuckDB gives the finest cells; the slices are sums over them.
     """
     names = slice_fields(cat)
-    fields = cat.metadata_fields()
-    frame = cat.query_df(sql.slice_counts(flt, fields, names, run_id, max_arity))
-    if frame.empty:
-        return pd.DataFrame(columns=["slice", "labeled_n", "pool_n", "labeled_share", "pool_share",
-                                     "ratio", "conditions"])
-    c = counts(cat, flt)
-    if c["labeled"] == 0 or c["unlabeled"] == 0:
-        return pd.DataFrame(columns=["slice", "labeled_n", "pool_n", "labeled_share", "pool_share",
-                                     "ratio", "conditions"])
-    keys = [f"g{i}" for i in range(len(names) + 1)]
+    cells = cat.query_df(sql.slice_cells(flt, cat.metadata_fields(), names, run_id))
+    n_labeled, n_pool = int(cells["labeled_n"].sum()), int(cells["pool_n"].sum())
+    if n_labeled == 0 or n_pool == 0:
+        return pd.DataFrame(columns=SLICE_COLUMNS)
     labels = [*names, "class"]
+    keys = [f"g{i}" for i in range(len(labels))]
     rows = []
-    for rec in frame.itertuples(index=False):
-        parts = [(labels[i], getattr(rec, k)) for i, k in enumerate(keys) if getattr(rec, k) is not None
-                 and not (isinstance(getattr(rec, k), float) and math.isnan(getattr(rec, k)))]
-        if not parts or rec.pool_n < min_pool:
-            continue
-        labeled_share = rec.labeled_n / c["labeled"]
-        pool_share = rec.pool_n / c["unlabeled"]
-        ratio = labeled_share / pool_share
-        if ratio > max_ratio:
-            continue
-        conditions = tuple(Condition("class_or_pred" if name == "class" else name, value)
-                           for name, value in parts)
-        rows.append({"slice": " & ".join(f"{n}={v}" for n, v in parts), "labeled_n": int(rec.labeled_n),
-                     "pool_n": int(rec.pool_n), "labeled_share": labeled_share,
-                     "pool_share": pool_share, "ratio": ratio, "conditions": conditions})
-    out = pd.DataFrame(rows, columns=["slice", "labeled_n", "pool_n", "labeled_share", "pool_share",
-                                      "ratio", "conditions"])
-    return out.sort_values(["ratio", "pool_n"], ascending=[True, False], ignore_index=True)
+    for arity in range(1, max_arity + 1):
+        for combo in combinations(range(len(keys)), arity):
+            cols = [keys[i] for i in combo]
+            grouped = cells.dropna(subset=cols).groupby(cols, sort=False)[["labeled_n", "pool_n"]].sum()
+            grouped = grouped[grouped["pool_n"] >= min_pool]
+            ratio = (grouped["labeled_n"] / n_labeled) / (grouped["pool_n"] / n_pool)
+            for values, rec_ratio, rec in zip(grouped.index, ratio, grouped.itertuples(), strict=True):
+                if rec_ratio > max_ratio:
+                    continue
+                values = values if isinstance(values, tuple) else (values,)
+                parts = [(labels[i], v) for i, v in zip(combo, values, strict=True)]
+                rows.append({
+                    "slice": " & ".join(f"{n}={v}" for n, v in parts),
+                    "labeled_n": int(rec.labeled_n), "pool_n": int(rec.pool_n),
+                    "labeled_share": rec.labeled_n / n_labeled, "pool_share": rec.pool_n / n_pool,
+                    "ratio": float(rec_ratio),
+                    "conditions": tuple(Condition("class_or_pred" if n == "class" else n, v) for n, v in parts),
+                })
+    out = pd.DataFrame(rows, columns=SLICE_COLUMNS)
+    return out.sort_values(["ratio", "pool_n", "slice"], ascending=[True, False, True], ignore_index=True)
 
 
 def drill_ids(cat: Catalog, flt: Filter, run_id: int | None) -> list[str]:

@@ -71,8 +71,12 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 source VARCHAR NOT NULL,
                 created_at TIMESTAMP NOT NULL,
                 summary JSON)""",
+            "CREATE SEQUENCE sample_key_seq START 1",
+            # sample_key: a dense integer surrogate for fast joins (predictions join on it);
+            # unique by construction (only the sequence assigns it), sample_id is the public id.
             """CREATE TABLE samples (
                 sample_id VARCHAR PRIMARY KEY,
+                sample_key INTEGER NOT NULL DEFAULT nextval('sample_key_seq'),
                 uri VARCHAR NOT NULL,
                 width INTEGER,
                 height INTEGER,
@@ -106,11 +110,14 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 notes VARCHAR)""",
             """CREATE TABLE predictions (
                 run_id INTEGER NOT NULL,
-                sample_id VARCHAR NOT NULL,
+                sample_key INTEGER NOT NULL,
                 pred_label VARCHAR NOT NULL,
                 confidence FLOAT NOT NULL,
                 probs FLOAT[],
-                PRIMARY KEY (run_id, sample_id))""",
+                PRIMARY KEY (run_id, sample_key))""",
+            # for people querying the file directly: predictions with the public sample id
+            """CREATE VIEW predictions_by_id AS SELECT s.sample_id, p.*
+                FROM predictions p JOIN samples s USING (sample_key)""",
             "CREATE SEQUENCE embedding_set_seq START 1",
             """CREATE TABLE embedding_sets (
                 set_id INTEGER PRIMARY KEY,
@@ -492,9 +499,10 @@ def bad_probability_rows(n_classes: int, tolerance: float, limit: int = 20) -> Q
 def finalize_prob_predictions(classes: Sequence[str]) -> Query:
     """Temp table ``pred_final``: id, top-1 label, its probability and the vector."""
     return (
-        "CREATE OR REPLACE TEMP TABLE pred_final AS SELECT sample_id, "
+        "CREATE OR REPLACE TEMP TABLE pred_final AS SELECT s.sample_key, "
         "list_extract(?::VARCHAR[], list_position(probs, list_max(probs))) AS pred_label, "
-        "list_max(probs)::FLOAT AS confidence, probs FROM pred",
+        "list_max(probs)::FLOAT AS confidence, probs::FLOAT[] AS probs "
+        "FROM pred JOIN samples s USING (sample_id)",
         [list(classes)],
     )
 
@@ -533,8 +541,9 @@ def bad_top1_rows(classes: Sequence[str], has_confidence: bool, limit: int = 20)
 
 
 FINALIZE_TOP1 = (
-    "CREATE OR REPLACE TEMP TABLE pred_final AS SELECT sample_id, pred_label, "
-    "coalesce(confidence, 1.0)::FLOAT AS confidence, NULL::FLOAT[] AS probs FROM pred"
+    "CREATE OR REPLACE TEMP TABLE pred_final AS SELECT s.sample_key, pred_label, "
+    "coalesce(confidence, 1.0)::FLOAT AS confidence, NULL::FLOAT[] AS probs "
+    "FROM pred JOIN samples s USING (sample_id)"
 )
 
 DISTINCT_PRED_LABELS = "SELECT DISTINCT pred_label FROM pred WHERE pred_label IS NOT NULL ORDER BY 1"
@@ -543,8 +552,8 @@ DISTINCT_PRED_LABELS = "SELECT DISTINCT pred_label FROM pred WHERE pred_label IS
 def count_changed_predictions(run_id: int) -> Query:
     return (
         "SELECT count(*) FROM pred_final f LEFT JOIN predictions p "
-        "ON p.run_id = ? AND p.sample_id = f.sample_id "
-        "WHERE p.sample_id IS NULL OR p.pred_label <> f.pred_label "
+        "ON p.run_id = ? AND p.sample_key = f.sample_key "
+        "WHERE p.sample_key IS NULL OR p.pred_label <> f.pred_label "
         "OR p.confidence IS DISTINCT FROM f.confidence OR p.probs IS DISTINCT FROM f.probs",
         [run_id],
     )
@@ -552,8 +561,8 @@ def count_changed_predictions(run_id: int) -> Query:
 
 def upsert_predictions(run_id: int) -> Query:
     return (
-        "INSERT INTO predictions SELECT ?, sample_id, pred_label, confidence, probs FROM pred_final "
-        "ON CONFLICT (run_id, sample_id) DO UPDATE SET pred_label = excluded.pred_label, "
+        "INSERT INTO predictions SELECT ?, sample_key, pred_label, confidence, probs FROM pred_final "
+        "ON CONFLICT (run_id, sample_key) DO UPDATE SET pred_label = excluded.pred_label, "
         "confidence = excluded.confidence, probs = excluded.probs",
         [run_id],
     )
@@ -648,7 +657,8 @@ def count_predictions(run_name: str) -> Query:
 
 
 def predicted_labels(run_name: str) -> Query:
-    return ("SELECT p.sample_id, p.pred_label FROM predictions p JOIN model_runs r USING (run_id) "
+    return ("SELECT s.sample_id, p.pred_label FROM predictions p JOIN model_runs r USING (run_id) "
+            "JOIN samples s USING (sample_key) "
             "WHERE r.name = ?", [run_name])
 
 
@@ -745,7 +755,7 @@ def filtered_view(flt: Any, fields: dict[str, str], run_id: int | None,
             where = "FALSE"
         return f"SELECT {columns} FROM samples s WHERE {where}", params
     return (f"SELECT {columns} FROM samples s LEFT JOIN predictions p "
-            f"ON p.sample_id = s.sample_id AND p.run_id = ? WHERE {where}", [run_id, *params])
+            f"ON p.sample_key = s.sample_key AND p.run_id = ? WHERE {where}", [run_id, *params])
 
 
 def _over(view: Query, select: str, extra: list[Any] | None = None) -> Query:
@@ -817,26 +827,25 @@ def class_field_counts(flt: Any, fields: dict[str, str], name: str) -> Query:
                        "WHERE label IS NOT NULL GROUP BY ALL ORDER BY label, value", [NULL_VALUE])
 
 
-def slice_counts(flt: Any, fields: dict[str, str], names: Sequence[str], run_id: int | None,
-                 max_arity: int = 2) -> Query:
-    """Labeled vs pool counts for every combination (up to ``max_arity``) of the given fields
-    and the class (the label where labeled, the prediction of ``run_id`` in the pool).
+def slice_cells(flt: Any, fields: dict[str, str], names: Sequence[str], run_id: int | None) -> Query:
+    """Labeled and pool counts per finest cell of the given fields and the class (the label where
+    labeled, the prediction of ``run_id`` in the pool); coarser slices are sums of these cells.
 
-    Columns come back as ``g0..gk`` (fields in order, then the class) plus ``labeled_n``,
-    ``pool_n``; a NULL ``gi`` means that part is not in the combination.
+    Columns: ``g0..gk`` (fields in order, then the class), ``labeled_n``, ``pool_n``.
     """
-    from itertools import combinations
-
     cols = [f"s.{quote_ident(n)}::VARCHAR AS g{i}" for i, n in enumerate(names)]
     klass = "coalesce(s.label, p.pred_label)" if run_id is not None else "s.label"
     cols.append(f"{klass} AS g{len(names)}")
     view = filtered_view(flt, fields, run_id, ", ".join([*cols, "s.label IS NOT NULL AS is_labeled"]))
-    keys = [f"g{i}" for i in range(len(names) + 1)]
-    sets = [c for k in range(1, max_arity + 1) for c in combinations(keys, k)]
-    grouping = ", ".join("(" + ", ".join(s) + ")" for s in sets)
-    return _over(view, f"SELECT {', '.join(keys)}, count(*) FILTER (WHERE is_labeled) AS labeled_n, "
-                       "count(*) FILTER (WHERE NOT is_labeled) AS pool_n, "
-                       f"GROUPING({', '.join(keys)}) AS gid FROM v GROUP BY GROUPING SETS ({grouping})")
+    keys = ", ".join(f"g{i}" for i in range(len(names) + 1))
+    return _over(view, f"SELECT {keys}, count(*) FILTER (WHERE is_labeled) AS labeled_n, "
+                       f"count(*) FILTER (WHERE NOT is_labeled) AS pool_n FROM v GROUP BY {keys}")
+
+
+def distinct_counts(names: Sequence[str]) -> Query:
+    """Number of distinct values of each field, in one scan."""
+    cols = ", ".join(f"count(DISTINCT {quote_ident(n)})" for n in names)
+    return f"SELECT {cols} FROM samples", []
 
 
 def gallery_page(flt: Any, fields: dict[str, str], run_id: int | None, show: Sequence[str],

@@ -43,7 +43,7 @@ def test_demo_catalog_keeps_pool_truth_out(demo_build: tuple[Path, object]) -> N
         assert pool["label"].isna().all()
         assert set(pool["sample_id"]) == set(truth["sample_id"])
         assert len(pool) >= DEMO_SIZE / 2
-        assert cat.scalar("SELECT count(*) FROM predictions") == DEMO_SIZE
+        assert cat.scalar("SELECT count(*) FROM predictions_by_id") == DEMO_SIZE
         assert cat.scalar("SELECT count(*) FROM embedding_vectors_1") == DEMO_SIZE
         assert cat.scalar("SELECT typeof(vector) FROM embedding_vectors_1 LIMIT 1") == "FLOAT[64]"
         assert set(cat.metadata_fields().values()) >= {"VARCHAR", "DOUBLE", "TIMESTAMP"}

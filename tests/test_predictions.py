@@ -31,7 +31,7 @@ def _probs_frame() -> pd.DataFrame:
 def test_probability_columns(loaded: Catalog, tmp_path: Path) -> None:
     result = import_predictions(loaded, write_manifest(_probs_frame(), tmp_path / "p.csv"), "resnet-v1")
     assert result.changed == 4 and result.classes == ["cat", "dog"] and result.has_probs
-    rows = loaded.query_rows("SELECT sample_id, pred_label, confidence, probs FROM predictions ORDER BY 1")
+    rows = loaded.query_rows("SELECT sample_id, pred_label, confidence, probs FROM predictions_by_id ORDER BY 1")
     assert rows[0][:2] == ("a", "cat") and rows[0][2] == pytest.approx(0.9)
     assert rows[1][1] == "dog" and rows[1][3] == pytest.approx([0.2, 0.8])
     assert rows[2][1] == "cat"  # ties go to the first class in order
@@ -42,7 +42,7 @@ def test_list_column_with_classes_and_rerun(loaded: Catalog, tmp_path: Path) -> 
     frame = pd.DataFrame({"id": ["a", "b"], "probs": [[0.25, 0.75], [0.6, 0.4]]})
     path = write_manifest(frame, tmp_path / "p.parquet")
     import_predictions(loaded, path, "m", classes=["dog", "cat"])
-    assert dict(loaded.query_rows("SELECT sample_id, pred_label FROM predictions")) == {"a": "cat", "b": "dog"}
+    assert dict(loaded.query_rows("SELECT sample_id, pred_label FROM predictions_by_id")) == {"a": "cat", "b": "dog"}
     before = content(loaded)
     assert import_predictions(loaded, path, "m").changed == 0  # the run remembers its classes
     assert_same_content(before, content(loaded))
@@ -54,7 +54,7 @@ def test_top1_with_confidence_and_update(loaded: Catalog, tmp_path: Path) -> Non
     changed = frame.assign(prediction=["dog", "dog"])
     result = import_predictions(loaded, write_manifest(changed, tmp_path / "t2.jsonl"), "top1")
     assert result.changed == 1
-    assert loaded.query_rows("SELECT pred_label, probs FROM predictions WHERE sample_id = 'a'") == [("dog", None)]
+    assert loaded.query_rows("SELECT pred_label, probs FROM predictions_by_id WHERE sample_id = 'a'") == [("dog", None)]
 
 
 BAD = [
