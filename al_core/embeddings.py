@@ -58,4 +58,4 @@ def store_embeddings(cat: Catalog, name: str, model: str, sample_ids: Sequence[s
 def embedding_count(cat: Catalog, name: str) -> int:
     """Number of vectors stored in set ``name`` (0 if the set does not exist)."""
     found = cat.query_rows(sql.find_embedding_set(name))
-    return int(cat.scalar(sql.count_vectors(found[0][3]))) if found else 0
+    return int(cat.scalar(sql.count_rows(found[0][3]))) if found else 0

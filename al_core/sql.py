@@ -662,9 +662,6 @@ def predicted_labels(run_name: str) -> Query:
             "WHERE r.name = ?", [run_name])
 
 
-def count_vectors(table: str) -> Query:
-    return f"SELECT count(*) FROM {quote_ident(table)}", []
-
 
 # --------------------------------------------------------------------------- filtered view and Overview
 
