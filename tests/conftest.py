@@ -89,3 +89,15 @@ def demo_build(tmp_path_factory: pytest.TempPathFactory):
     path = tmp_path_factory.mktemp("demo") / "catalog.duckdb"
     report = build_demo(path, size=DEMO_SIZE, seed=3, epochs=DEMO_EPOCHS, progress=False, echo=False)
     return path, report
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """Close what the app cached (DuckDB connections) so the interpreter exits cleanly."""
+    import gc
+    import sys
+
+    if "streamlit" in sys.modules:
+        import streamlit as st
+
+        st.cache_resource.clear()
+    gc.collect()
