@@ -81,6 +81,7 @@ class Catalog:
         self.read_only = read_only
         self.role = role
         self._write_lock = threading.Lock()
+        self._cursor_lock = threading.Lock()
 
     # ---------------------------------------------------------------- opening
     @classmethod
@@ -177,8 +178,13 @@ class Catalog:
 
     # ---------------------------------------------------------------- reading
     def cursor(self) -> duckdb.DuckDBPyConnection:
-        """A fresh cursor: use one per unit of work (DuckDB results stream)."""
-        return self.con.cursor()
+        """A fresh cursor: use one per unit of work (DuckDB results stream).
+
+        Cursors are separate connections to the same database, so threads (the app's sessions)
+        each get their own; creating them is serialized.
+        """
+        with self._cursor_lock:
+            return self.con.cursor()
 
     def query_df(self, query: sql.Query | str, params: list[Any] | None = None) -> pd.DataFrame:
         """Run a read query and fetch it fully as a DataFrame."""

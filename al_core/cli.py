@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--split", help="split for every image of a COCO file")
     ingest.add_argument("--image-root", help="folder COCO file names are relative to")
     ingest.add_argument("--label-source", help="who labeled (recorded in label history)")
+    ingest.add_argument("--batch-id", type=int, help="export batch these labels answer (label history)")
     ingest.add_argument("--no-probe", action="store_true",
                         help="do not open images (no size/hash, no existence check)")
     ingest.add_argument("--skip-bad-images", action="store_true",
@@ -84,7 +85,8 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     if kind == "auto":
         kind = "folder" if source.is_dir() else "coco" if source.suffix.lower() == ".json" else "manifest"
     options = {"probe": not args.no_probe, "skip_bad_images": args.skip_bad_images,
-               "label_source": args.label_source, "progress": not args.no_progress}
+               "label_source": args.label_source, "batch_id": args.batch_id,
+               "progress": not args.no_progress}
     with Catalog.open(args.catalog) as cat:
         if kind == "folder":
             result = ingest_folder(cat, source, **options)

@@ -131,3 +131,4 @@ def test_hostile_field_names_render(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     at.multiselect(key=f"flt_f_{hostile}").set_value(["b"]).run()
     assert _metric(at, "Samples") == 1
     assert _direct(path, f"SELECT count({quote_ident(hostile)}) FROM samples")[0][0] == 2
+

@@ -93,6 +93,12 @@ def test_overview_renders_charts_and_a_bar_click_drills_down(served: tuple[str, 
     label = re.search(r"labeled as (\S+)", heading.inner_text()).group(1)
     total = page.get_by_text(re.compile(r"^\d[\d,]* samples$")).first.inner_text()
     assert int(total.split()[0].replace(",", "")) == counts[label]
+
+    page.get_by_role("button", name="Enlarge").first.click()
+    dialog = page.get_by_role("dialog")
+    dialog.locator("img").first.wait_for(timeout=30_000)
+    dialog.get_by_text(label).first.wait_for(timeout=30_000)
+    assert dialog.locator("img").count() == 1
     page.close()
 
 
