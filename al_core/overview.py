@@ -40,9 +40,10 @@ def imbalance(counts: pd.Series | np.ndarray) -> Imbalance:
     return Imbalance(float(c.max() / c.min()), norm, int(c.size))
 
 
-def latest_run(cat: Catalog) -> tuple[int, str] | None:
+def latest_run(cat: Catalog) -> sql.RunRef | None:
+    """The newest model run; ``samples`` mirrors its top-1 predictions, so views need no join."""
     rows = cat.query_rows(sql.LATEST_RUN)
-    return (int(rows[0][0]), str(rows[0][1])) if rows else None
+    return sql.RunRef(int(rows[0][0]), str(rows[0][1]), cached=True) if rows else None
 
 
 def counts(cat: Catalog, flt: Filter) -> dict[str, int]:
@@ -50,14 +51,14 @@ def counts(cat: Catalog, flt: Filter) -> dict[str, int]:
     return {k: int(v) for k, v in row.items()}
 
 
-def class_distribution(cat: Catalog, flt: Filter, run_id: int | None) -> pd.DataFrame:
+def class_distribution(cat: Catalog, flt: Filter, run: sql.RunRef | None) -> pd.DataFrame:
     """Per class: labeled count and (with a run) predicted count in the unlabeled pool."""
     fields = cat.metadata_fields()
     labeled = cat.query_df(sql.class_counts(flt, fields)).rename(columns={"label": "class", "n": "labeled"})
-    if run_id is None:
+    if run is None:
         labeled["predicted_in_pool"] = 0
         return labeled
-    pool = cat.query_df(sql.predicted_pool_counts(flt, fields, run_id)).rename(
+    pool = cat.query_df(sql.predicted_pool_counts(flt, fields, run)).rename(
         columns={"pred_label": "class", "n": "predicted_in_pool"})
     out = labeled.merge(pool, on="class", how="outer").fillna(0)
     out[["labeled", "predicted_in_pool"]] = out[["labeled", "predicted_in_pool"]].astype(int)
@@ -111,7 +112,7 @@ def slice_fields(cat: Catalog) -> list[str]:
     return [n for n, k in zip(names, distinct, strict=True) if 1 < k <= SLICE_FIELD_MAX_VALUES]
 
 
-def under_represented_slices(cat: Catalog, flt: Filter, run_id: int | None, *, min_pool: int = 10,
+def under_represented_slices(cat: Catalog, flt: Filter, run: sql.RunRef | None, *, min_pool: int = 10,
                              max_ratio: float = 0.67, max_arity: int = 2) -> pd.DataFrame:
     """Slices whose share of the labeled set is far below their share of the unlabeled pool.
 
@@ -121,7 +122,7 @@ def under_represented_slices(cat: Catalog, flt: Filter, run_id: int | None, *, m
     One GROUP BY in DuckDB gives the finest cells; the slices are sums over them.
     """
     names = slice_fields(cat)
-    cells = cat.query_df(sql.slice_cells(flt, cat.metadata_fields(), names, run_id))
+    cells = cat.query_df(sql.slice_cells(flt, cat.metadata_fields(), names, run))
     n_labeled, n_pool = int(cells["labeled_n"].sum()), int(cells["pool_n"].sum())
     if n_labeled == 0 or n_pool == 0:
         return pd.DataFrame(columns=SLICE_COLUMNS)
@@ -150,6 +151,6 @@ def under_represented_slices(cat: Catalog, flt: Filter, run_id: int | None, *, m
     return out.sort_values(["ratio", "pool_n", "slice"], ascending=[True, False, True], ignore_index=True)
 
 
-def drill_ids(cat: Catalog, flt: Filter, run_id: int | None) -> list[str]:
+def drill_ids(cat: Catalog, flt: Filter, run: sql.RunRef | None) -> list[str]:
     """Sample ids matching ``flt`` (with its drill-down conditions), in id order."""
-    return [r[0] for r in cat.query_rows(sql.filtered_ids(flt, cat.metadata_fields(), run_id))]
+    return [r[0] for r in cat.query_rows(sql.filtered_ids(flt, cat.metadata_fields(), run))]

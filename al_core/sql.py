@@ -8,6 +8,7 @@ Builders return ``(sql, params)`` so callers never format SQL themselves.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 Query = tuple[str, list[Any]]
@@ -28,7 +29,13 @@ BUILTIN_SAMPLE_COLUMNS = (
     "ingested_at",
     "import_id",
     "label",
+    "pred_label",
+    "pred_confidence",
 )
+
+#: ``samples.pred_label`` / ``pred_confidence`` mirror the top-1 prediction of the latest model
+#: run (a derived cache refreshed by every predictions import), so the Overview's pool queries
+#: need no join; other runs are joined from ``predictions``.
 
 
 def quote_ident(name: str) -> str:
@@ -84,7 +91,9 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 content_hash VARCHAR,
                 ingested_at TIMESTAMP NOT NULL,
                 import_id INTEGER,
-                label VARCHAR)""",
+                label VARCHAR,
+                pred_label VARCHAR,
+                pred_confidence FLOAT)""",
             """CREATE TABLE metadata_fields (
                 name VARCHAR PRIMARY KEY,
                 dtype VARCHAR NOT NULL,
@@ -541,8 +550,8 @@ def bad_top1_rows(classes: Sequence[str], has_confidence: bool, limit: int = 20)
 
 
 FINALIZE_TOP1 = (
-    "CREATE OR REPLACE TEMP TABLE pred_final AS SELECT s.sample_key, pred_label, "
-    "coalesce(confidence, 1.0)::FLOAT AS confidence, NULL::FLOAT[] AS probs "
+    "CREATE OR REPLACE TEMP TABLE pred_final AS SELECT s.sample_key, pred.pred_label, "
+    "coalesce(pred.confidence, 1.0)::FLOAT AS confidence, NULL::FLOAT[] AS probs "
     "FROM pred JOIN samples s USING (sample_id)"
 )
 
@@ -680,10 +689,28 @@ def _in_list(expr: str, values: Sequence[Any], params: list[Any]) -> str:
     return "(" + " OR ".join(parts) + ")" if parts else "FALSE"
 
 
-def column_expr(column: str, fields: dict[str, str]) -> str:
+@dataclass(frozen=True)
+class RunRef:
+    """A model run as the view sees it: mirrored in ``samples`` (``cached``) or joined as ``p``."""
+
+    run_id: int
+    name: str
+    cached: bool
+
+    @property
+    def label(self) -> str:
+        return "s.pred_label" if self.cached else "p.pred_label"
+
+    @property
+    def confidence(self) -> str:
+        return "s.pred_confidence" if self.cached else "p.confidence"
+
+
+def column_expr(column: str, fields: dict[str, str], run: RunRef | None = None) -> str:
     """SQL for a filterable column of the view: a whitelisted name or a known metadata field."""
-    builtin = {"label": "s.label", "split": "s.split", "pred_label": "p.pred_label",
-               "class_or_pred": "coalesce(s.label, p.pred_label)", "sample_id": "s.sample_id"}
+    pred = run.label if run else "p.pred_label"
+    builtin = {"label": "s.label", "split": "s.split", "pred_label": pred,
+               "class_or_pred": f"coalesce(s.label, {pred})", "sample_id": "s.sample_id"}
     if column in builtin:
         return builtin[column]
     if column in fields:
@@ -695,7 +722,7 @@ def needs_predictions(flt: Any) -> bool:
     return any(c.column in ("pred_label", "class_or_pred") for c in flt.conditions)
 
 
-def filter_where(flt: Any, fields: dict[str, str]) -> Query:
+def filter_where(flt: Any, fields: dict[str, str], run: RunRef | None = None) -> Query:
     """The WHERE clause (without the keyword) of a :class:`al_core.filters.Filter`."""
     from datetime import timedelta
 
@@ -724,7 +751,7 @@ def filter_where(flt: Any, fields: dict[str, str]) -> Query:
         clauses.append(f"{col} >= ?::TIMESTAMP AND {col} < ?::TIMESTAMP")
         params += [first, last + timedelta(days=1)]
     for cond in flt.conditions:
-        col = column_expr(cond.column, fields)
+        col = column_expr(cond.column, fields, run)
         if cond.is_null:
             clauses.append(f"{col} IS NULL")
         elif cond.low is not None or cond.high is not None:
@@ -740,19 +767,20 @@ def filter_where(flt: Any, fields: dict[str, str]) -> Query:
     return (" AND ".join(clauses) or "TRUE"), params
 
 
-def filtered_view(flt: Any, fields: dict[str, str], run_id: int | None,
+def filtered_view(flt: Any, fields: dict[str, str], run: RunRef | None,
                   columns: str = "s.*") -> Query:
     """``SELECT columns FROM samples s [LEFT JOIN predictions p] WHERE <filter>``.
 
-    The predictions of ``run_id`` are joined (as ``p``) only when it is given.
+    A run's predictions are joined (as ``p``) only for a run that ``samples`` does not mirror;
+    write prediction columns as ``run.label`` / ``run.confidence``.
     """
-    where, params = filter_where(flt, fields)
-    if run_id is None:
-        if needs_predictions(flt):
+    where, params = filter_where(flt, fields, run)
+    if run is None or run.cached:
+        if run is None and needs_predictions(flt):
             where = "FALSE"
         return f"SELECT {columns} FROM samples s WHERE {where}", params
     return (f"SELECT {columns} FROM samples s LEFT JOIN predictions p "
-            f"ON p.sample_key = s.sample_key AND p.run_id = ? WHERE {where}", [run_id, *params])
+            f"ON p.sample_key = s.sample_key AND p.run_id = ? WHERE {where}", [run.run_id, *params])
 
 
 def _over(view: Query, select: str, extra: list[Any] | None = None) -> Query:
@@ -774,8 +802,8 @@ def class_counts(flt: Any, fields: dict[str, str]) -> Query:
                        "GROUP BY label ORDER BY n DESC, label")
 
 
-def predicted_pool_counts(flt: Any, fields: dict[str, str], run_id: int) -> Query:
-    view = filtered_view(flt, fields, run_id, "s.label, p.pred_label")
+def predicted_pool_counts(flt: Any, fields: dict[str, str], run: RunRef) -> Query:
+    view = filtered_view(flt, fields, run, f"s.label, {run.label} AS pred_label")
     return _over(view, "SELECT pred_label, count(*) AS n FROM v WHERE label IS NULL "
                        "AND pred_label IS NOT NULL GROUP BY pred_label ORDER BY n DESC, pred_label")
 
@@ -824,16 +852,16 @@ def class_field_counts(flt: Any, fields: dict[str, str], name: str) -> Query:
                        "WHERE label IS NOT NULL GROUP BY ALL ORDER BY label, value", [NULL_VALUE])
 
 
-def slice_cells(flt: Any, fields: dict[str, str], names: Sequence[str], run_id: int | None) -> Query:
+def slice_cells(flt: Any, fields: dict[str, str], names: Sequence[str], run: RunRef | None) -> Query:
     """Labeled and pool counts per finest cell of the given fields and the class (the label where
-    labeled, the prediction of ``run_id`` in the pool); coarser slices are sums of these cells.
+    labeled, the prediction of ``run`` in the pool); coarser slices are sums of these cells.
 
     Columns: ``g0..gk`` (fields in order, then the class), ``labeled_n``, ``pool_n``.
     """
     cols = [f"s.{quote_ident(n)}::VARCHAR AS g{i}" for i, n in enumerate(names)]
-    klass = "coalesce(s.label, p.pred_label)" if run_id is not None else "s.label"
+    klass = f"coalesce(s.label, {run.label})" if run is not None else "s.label"
     cols.append(f"{klass} AS g{len(names)}")
-    view = filtered_view(flt, fields, run_id, ", ".join([*cols, "s.label IS NOT NULL AS is_labeled"]))
+    view = filtered_view(flt, fields, run, ", ".join([*cols, "s.label IS NOT NULL AS is_labeled"]))
     keys = ", ".join(f"g{i}" for i in range(len(names) + 1))
     return _over(view, f"SELECT {keys}, count(*) FILTER (WHERE is_labeled) AS labeled_n, "
                        f"count(*) FILTER (WHERE NOT is_labeled) AS pool_n FROM v GROUP BY {keys}")
@@ -845,24 +873,25 @@ def distinct_counts(names: Sequence[str]) -> Query:
     return f"SELECT {cols} FROM samples", []
 
 
-def gallery_page(flt: Any, fields: dict[str, str], run_id: int | None, show: Sequence[str],
+def gallery_page(flt: Any, fields: dict[str, str], run: RunRef | None, show: Sequence[str],
                  limit: int, offset: int) -> Query:
     """One page of samples (id order) with label, prediction and a few metadata fields."""
     meta = "".join(f", s.{quote_ident(n)}" for n in show)
-    pred = ", p.pred_label, p.confidence" if run_id is not None else ", NULL AS pred_label, NULL AS confidence"
-    view = filtered_view(flt, fields, run_id,
+    pred = (f", {run.label} AS pred_label, {run.confidence} AS confidence" if run is not None
+            else ", NULL AS pred_label, NULL AS confidence")
+    view = filtered_view(flt, fields, run,
                          f"s.sample_id, s.uri, s.content_hash, s.split, s.label{pred}{meta}")
     text, params = view
     return f"{text} ORDER BY s.sample_id LIMIT ? OFFSET ?", [*params, limit, offset]
 
 
-def count_filtered(flt: Any, fields: dict[str, str], run_id: int | None) -> Query:
-    text, params = filtered_view(flt, fields, run_id, "count(*)")
+def count_filtered(flt: Any, fields: dict[str, str], run: RunRef | None) -> Query:
+    text, params = filtered_view(flt, fields, run, "count(*)")
     return text, params
 
 
-def filtered_ids(flt: Any, fields: dict[str, str], run_id: int | None) -> Query:
-    text, params = filtered_view(flt, fields, run_id, "s.sample_id")
+def filtered_ids(flt: Any, fields: dict[str, str], run: RunRef | None) -> Query:
+    text, params = filtered_view(flt, fields, run, "s.sample_id")
     return f"{text} ORDER BY s.sample_id", params
 
 
@@ -873,4 +902,18 @@ def distinct_values(name: str, limit: int = 200) -> Query:
 
 
 LIST_TAGS = "SELECT DISTINCT tag FROM tags ORDER BY tag"
-LATEST_RUN = "SELECT run_id, name FROM model_runs ORDER BY created_at DESC, run_id DESC LIMIT 1"
+LATEST_RUN = "SELECT run_id, name FROM model_runs ORDER BY run_id DESC LIMIT 1"
+MAX_RUN_ID = "SELECT max(run_id) FROM model_runs"
+
+
+def refresh_mirrored_predictions(run_id: int) -> list[Query]:
+    """Make ``samples.pred_label`` / ``pred_confidence`` equal run ``run_id``'s top-1 (changed rows only)."""
+    return [
+        ("UPDATE samples SET pred_label = p.pred_label, pred_confidence = p.confidence "
+         "FROM predictions p WHERE p.run_id = ? AND p.sample_key = samples.sample_key "
+         "AND (samples.pred_label IS DISTINCT FROM p.pred_label "
+         "OR samples.pred_confidence IS DISTINCT FROM p.confidence)", [run_id]),
+        ("UPDATE samples SET pred_label = NULL, pred_confidence = NULL WHERE pred_label IS NOT NULL "
+         "AND NOT EXISTS (SELECT 1 FROM predictions p WHERE p.run_id = ? "
+         "AND p.sample_key = samples.sample_key)", [run_id]),
+    ]

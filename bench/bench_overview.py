@@ -30,16 +30,16 @@ RAW_WHERE = ("split IN ('train', 'unlabeled') AND weather IN ('rain', 'fog') "
              "AND captured_at >= '2024-02-01' AND captured_at < '2024-10-01'")
 
 
-def queries(run_id: int) -> dict[str, tuple]:
+def queries(run: object) -> dict[str, tuple]:
     """name -> (al_core call, raw DuckDB SQL with {w} for the WHERE clause)."""
     return {
         "counts": (lambda c, f: overview.counts(c, f),
                    "SELECT count(*), count(label), count(DISTINCT label), count(DISTINCT split) FROM samples WHERE {w}"),
         "classes (labeled + pool predictions)": (
-            lambda c, f: overview.class_distribution(c, f, run_id),
+            lambda c, f: overview.class_distribution(c, f, run),
             "SELECT label, count(*) FROM samples WHERE {w} AND label IS NOT NULL GROUP BY 1; "
             "SELECT p.pred_label, count(*) FROM samples s JOIN predictions p USING (sample_key) "
-            "WHERE {w} AND s.label IS NULL GROUP BY 1"),
+            "WHERE {w} AND s.label IS NULL AND p.run_id = 1 GROUP BY 1"),
         "classes per split": (lambda c, f: overview.split_distribution(c, f),
                               "SELECT split, label, count(*) FROM samples WHERE {w} AND label IS NOT NULL GROUP BY ALL"),
         "categorical field (weather)": (lambda c, f: overview.field_distribution(c, f, "weather"),
@@ -51,7 +51,7 @@ def queries(run_id: int) -> dict[str, tuple]:
         "class x field heatmap": (lambda c, f: overview.class_field_heatmap(c, f, "weather"),
                                   "SELECT label, weather, count(*) FROM samples WHERE {w} AND label IS NOT NULL GROUP BY ALL"),
         "under-represented slices": (
-            lambda c, f: overview.under_represented_slices(c, f, run_id),
+            lambda c, f: overview.under_represented_slices(c, f, run),
             "SELECT weather, time_of_day, coalesce(label, p.pred_label), count(*) FILTER (WHERE label IS NULL), "
             "count(label) FROM samples s LEFT JOIN predictions p USING (sample_key) WHERE {w} GROUP BY ALL"),
     }
@@ -100,8 +100,8 @@ def bench_size(rows: int, repeats: int, work: Path, page: bool) -> list[str]:
     lines = [f"### {rows:,} samples", "", "| query | filter | al-explorer ms | raw DuckDB ms | ratio |",
              "| --- | --- | ---: | ---: | ---: |"]
     with Catalog.open(path, read_only=True) as cat:
-        run_id = overview.latest_run(cat)[0]
-        for name, (call, raw) in queries(run_id).items():
+        run = overview.latest_run(cat)
+        for name, (call, raw) in queries(run).items():
             for label, flt, where in (("none", Filter(), "TRUE"), ("split+weather+dates", FILTERED, RAW_WHERE)):
                 call(cat, flt)  # warm
                 ours = _median_ms(lambda c=call, f=flt: c(cat, f), repeats)

@@ -189,16 +189,16 @@ def _card(row: dict[str, Any], thumbs: Path, meta: list[str], key: str) -> None:
         _enlarge(row, str(Path(row["uri"])) if path else None)
 
 
-def gallery(cat: Catalog, flt: Filter, run_id: int | None, key: str) -> None:
+def gallery(cat: Catalog, flt: Filter, run: sql.RunRef | None, key: str) -> None:
     """Paged thumbnails (id, label, prediction, key metadata) of every sample matching ``flt``."""
     fields = cat.metadata_fields()
-    total = int(cat.scalar(sql.count_filtered(flt, fields, run_id)))
+    total = int(cat.scalar(sql.count_filtered(flt, fields, run)))
     pages = max(1, (total + PAGE_SIZE - 1) // PAGE_SIZE)
     left, right = st.columns([3, 1])
     left.markdown(f"**{total:,} samples**")
     page = int(right.number_input("Page", 1, pages, 1, key=f"{key}_page")) if pages > 1 else 1
     meta = [n for n, t in fields.items() if field_kind(t) == "categorical"][:2]
-    frame = cat.query_df(sql.gallery_page(flt, fields, run_id, meta, PAGE_SIZE, (page - 1) * PAGE_SIZE))
+    frame = cat.query_df(sql.gallery_page(flt, fields, run, meta, PAGE_SIZE, (page - 1) * PAGE_SIZE))
     thumbs = cache_dir(cat.path)
     cols = st.columns(GALLERY_COLUMNS)
     for i, row in enumerate(frame.to_dict("records")):

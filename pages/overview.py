@@ -38,7 +38,6 @@ if empty_state(cat):
     st.stop()
 flt = sidebar_filter(cat)
 run = overview.latest_run(cat)
-run_id = run[0] if run else None
 
 c = call(cat, "counts", flt)
 cols = st.columns(7)
@@ -49,7 +48,7 @@ for col, (label, key) in zip(cols, [("Samples", "samples"), ("Labeled", "labeled
 
 drill_box = st.container()
 
-classes = call(cat, "class_distribution", flt, run_id)
+classes = call(cat, "class_distribution", flt, run)
 imb = overview.imbalance(classes["labeled"])
 log = st.segmented_control("Scale", ["linear", "log"], default="linear", key="ov_scale") == "log"
 left, right = st.columns([3, 1])
@@ -60,7 +59,7 @@ with right:
     st.metric("Normalized entropy", f"{imb.normalized_entropy:.2f}" if imb.n_classes else "–",
               help="1 = perfectly balanced classes, 0 = a single class")
     if run:
-        st.caption(f"Pool predictions from run **{run[1]}**.")
+        st.caption(f"Pool predictions from run **{run.name}**.")
 _chart(charts.split_bars(call(cat, "split_distribution", flt), log), "ov_splits")
 
 st.subheader("Metadata")
@@ -83,7 +82,7 @@ st.subheader("Under-represented slices")
 st.caption("Combinations of metadata values (and class: the label, or the model's prediction in the pool) "
            "whose share of the labeled set is far below their share of the unlabeled pool. Select a row "
            "to see its samples.")
-slices = call(cat, "under_represented_slices", flt, run_id)
+slices = call(cat, "under_represented_slices", flt, run)
 st.session_state["_ov_slice_frame"] = slices
 st.dataframe(slices.drop(columns="conditions"), key="ov_slices", on_select=_on_slice_select,
              selection_mode="single-row", hide_index=True, width="stretch", height=320,
@@ -102,4 +101,4 @@ if spec:
         if close.button("Close", key="ov_drill_close"):
             del st.session_state[DRILL_KEY]
             st.rerun()
-        gallery(cat, flt.narrowed(*conditions), run_id, key="ov_drill_gallery")
+        gallery(cat, flt.narrowed(*conditions), run, key="ov_drill_gallery")

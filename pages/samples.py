@@ -12,4 +12,4 @@ st.title("Samples")
 if not empty_state(cat):
     flt = sidebar_filter(cat)
     run = overview.latest_run(cat)
-    gallery(cat, flt, run[0] if run else None, key="samples")
+    gallery(cat, flt, run, key="samples")

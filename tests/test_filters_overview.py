@@ -75,8 +75,8 @@ def test_filtered_counts_match_direct_sql(demo: Catalog, flt: Filter, where: str
 
 
 def test_class_distribution_matches_catalog(demo: Catalog) -> None:
-    run_id, _ = overview.latest_run(demo)
-    frame = overview.class_distribution(demo, Filter(), run_id)
+    run = overview.latest_run(demo)
+    frame = overview.class_distribution(demo, Filter(), run)
     direct = dict(demo.query_rows("SELECT label, count(*) FROM samples WHERE label IS NOT NULL GROUP BY 1"))
     assert dict(zip(frame["class"], frame["labeled"], strict=True)) == {k: v for k, v in direct.items()}
     pool = demo.scalar("SELECT count(*) FROM samples WHERE label IS NULL")
@@ -98,16 +98,28 @@ def test_heatmap_rows_sum_to_one(demo: Catalog) -> None:
 
 
 def test_under_represented_slices_are_real_and_drill_exactly(demo: Catalog) -> None:
-    run_id, _ = overview.latest_run(demo)
-    slices = overview.under_represented_slices(demo, Filter(), run_id)
+    run = overview.latest_run(demo)
+    slices = overview.under_represented_slices(demo, Filter(), run)
     assert not slices.empty
     assert (slices["ratio"] <= 0.67).all() and slices["ratio"].is_monotonic_increasing
     assert any("night" in s for s in slices["slice"])  # the demo under-labels night scenes
     for rec in slices.head(5).itertuples():
-        ids = overview.drill_ids(demo, Filter().narrowed(*rec.conditions), run_id)
+        ids = overview.drill_ids(demo, Filter().narrowed(*rec.conditions), run)
         assert len(ids) == rec.labeled_n + rec.pool_n
     c = overview.counts(demo, Filter())
     top = slices.iloc[0]
     assert top["labeled_share"] == pytest.approx(top["labeled_n"] / c["labeled"])
     assert top["pool_share"] == pytest.approx(top["pool_n"] / c["unlabeled"])
     assert isinstance(slices, pd.DataFrame)
+
+
+def test_mirrored_run_gives_the_same_answers_as_the_join(demo: Catalog) -> None:
+    cached = overview.latest_run(demo)
+    joined = sql.RunRef(cached.run_id, cached.name, cached=False)
+    flt = Filter(categorical=(("weather", ("rain", "fog", "cloudy")),))
+    pd.testing.assert_frame_equal(overview.class_distribution(demo, flt, cached),
+                                  overview.class_distribution(demo, flt, joined))
+    pd.testing.assert_frame_equal(overview.under_represented_slices(demo, flt, cached),
+                                  overview.under_represented_slices(demo, flt, joined))
+    drill = flt.narrowed(Condition("label", is_null=True), Condition("pred_label", "car"))
+    assert overview.drill_ids(demo, drill, cached) == overview.drill_ids(demo, drill, joined)

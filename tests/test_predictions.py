@@ -108,3 +108,19 @@ def test_existing_run_with_other_classes_is_refused(loaded: Catalog, tmp_path: P
     with pytest.raises(IngestError, match="the run's classes are .* use a new run name"):
         import_predictions(loaded, write_manifest(other, tmp_path / "q.csv"), "run")
     assert_same_content(before, content(loaded))
+
+
+def _mirror(cat: Catalog) -> dict[str, str | None]:
+    return dict(cat.query_rows("SELECT sample_id, pred_label FROM samples"))
+
+
+def test_samples_mirror_the_latest_runs_top1(loaded: Catalog, tmp_path: Path) -> None:
+    import_predictions(loaded, write_manifest(_probs_frame(), tmp_path / "p.csv"), "old")
+    assert _mirror(loaded) == {"a": "cat", "b": "dog", "c": "cat", "d": "dog"}
+    newer = pd.DataFrame({"sample_id": ["a", "b"], "prob_cat": [0.1, 0.9], "prob_dog": [0.9, 0.1]})
+    import_predictions(loaded, write_manifest(newer, tmp_path / "q.csv"), "new")
+    assert _mirror(loaded) == {"a": "dog", "b": "cat", "c": None, "d": None}
+    assert loaded.scalar("SELECT pred_confidence FROM samples WHERE sample_id = 'a'") == pytest.approx(0.9)
+    changed_old = _probs_frame().assign(prob_cat=[0.0, 0.0, 0.0, 0.0], prob_dog=[1.0, 1.0, 1.0, 1.0])
+    import_predictions(loaded, write_manifest(changed_old, tmp_path / "r.csv"), "old")
+    assert _mirror(loaded) == {"a": "dog", "b": "cat", "c": None, "d": None}  # still the newest run

@@ -165,6 +165,9 @@ def _import_staged(cat: Catalog, cur: duckdb.DuckDBPyConnection, source: str, ru
                                                             import_id)).fetchone()[0])
         result.changed = int(cur.execute(*sql.count_changed_predictions(result.run_id)).fetchone()[0])
         cur.execute(*sql.upsert_predictions(result.run_id))
+        if cur.execute(sql.MAX_RUN_ID).fetchone()[0] == result.run_id:
+            for q in sql.refresh_mirrored_predictions(result.run_id):
+                cur.execute(*q)
         cur.execute(*sql.record_import(import_id, "predictions", source, json.dumps(
             {"run": run, "rows": rows, "changed": result.changed})))
     return result
