@@ -896,7 +896,7 @@ def filtered_ids(flt: Any, fields: dict[str, str], run: RunRef | None) -> Query:
 
 
 def distinct_values(name: str, limit: int = 200) -> Query:
-    col = column_expr(name, {name: ""}) if name not in ("label", "split") else f"s.{name}"
+    col = column_expr(name, {name: ""})
     return (f"SELECT DISTINCT {col}::VARCHAR AS v FROM samples s WHERE {col} IS NOT NULL "
             "ORDER BY v LIMIT ?", [limit])
 

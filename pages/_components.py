@@ -13,7 +13,7 @@ import streamlit as st
 from al_core import overview, sql
 from al_core.catalog import Catalog, resolve_catalog_path
 from al_core.errors import CatalogError
-from al_core.filters import Condition, Filter, field_kind, parse_drill
+from al_core.filters import Filter, field_kind
 from al_core.thumbnails import cache_dir, thumbnail
 
 PAGE_SIZE = 24
@@ -205,8 +205,4 @@ def gallery(cat: Catalog, flt: Filter, run: sql.RunRef | None, key: str) -> None
         with cols[i % GALLERY_COLUMNS]:
             _card(row, thumbs, meta, key)
 
-
-def drill_from_state(state_key: str) -> tuple[str, tuple[Condition, ...]] | None:
-    spec = st.session_state.get(state_key)
-    return parse_drill(spec) if spec else None
 

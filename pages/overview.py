@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from al_core import charts, overview
-from al_core.filters import drill_spec, field_kind
+from al_core.filters import drill_spec, field_kind, parse_drill
 from pages._components import call, catalog, empty_state, gallery, sidebar_filter
 
 DRILL_KEY = "overview_drill"
@@ -92,8 +92,6 @@ st.dataframe(slices.drop(columns="conditions"), key="ov_slices", on_select=_on_s
 
 spec = st.session_state.get(DRILL_KEY)
 if spec:
-    from al_core.filters import parse_drill
-
     title, conditions = parse_drill(spec)
     with drill_box.container(border=True):
         head, close = st.columns([5, 1])
