@@ -50,6 +50,18 @@ def read_owner(path: Path) -> dict[str, Any] | None:
         return None
 
 
+@contextlib.contextmanager
+def _atomic(cur: duckdb.DuckDBPyConnection) -> Iterator[None]:
+    """BEGIN; COMMIT if the block succeeds, ROLLBACK (and re-raise) if anything escapes it."""
+    cur.execute(sql.BEGIN)
+    try:
+        yield
+        cur.execute(sql.COMMIT)
+    except BaseException:
+        cur.execute(sql.ROLLBACK)
+        raise
+
+
 def _busy_message(path: Path, err: Exception) -> CatalogBusyError:
     match = _PID_RE.search(str(err))
     pid = int(match.group(1)) if match else None
@@ -165,16 +177,11 @@ class Catalog:
             )
         cur = self.con.cursor()
         for version, description, statements in pending:
-            cur.execute("BEGIN TRANSACTION")
-            try:
+            with _atomic(cur):
                 cur.execute(sql.CREATE_SCHEMA_VERSION)
                 for statement in statements:
                     cur.execute(statement)
                 cur.execute(sql.RECORD_MIGRATION, [version, description, __version__])
-                cur.execute("COMMIT")
-            except Exception:
-                cur.execute("ROLLBACK")
-                raise
 
     # ---------------------------------------------------------------- reading
     def cursor(self) -> duckdb.DuckDBPyConnection:
@@ -216,16 +223,9 @@ class Catalog:
             raise CatalogError(f"The catalog {self.path} is open read-only; writes need the "
                                "process that owns it.")
         cur = cur or self.cursor()
-        with self._write_lock:
-            cur.execute("BEGIN TRANSACTION")
-            try:
-                yield cur
-                cur.execute(sql.BUMP_DATA_VERSION)
-                cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
-
+        with self._write_lock, _atomic(cur):
+            yield cur
+            cur.execute(sql.BUMP_DATA_VERSION)
 
 def snapshot(cat: Catalog) -> dict[str, pd.DataFrame]:
     """Every base table's rows in a stable order: compare two snapshots to prove nothing changed."""

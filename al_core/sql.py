@@ -181,6 +181,10 @@ HAS_SCHEMA_VERSION = (
 CURRENT_SCHEMA_VERSION = "SELECT coalesce(max(version), 0) FROM schema_version"
 RECORD_MIGRATION = "INSERT INTO schema_version VALUES (?, ?, current_timestamp::TIMESTAMP, ?)"
 
+BEGIN = "BEGIN TRANSACTION"
+COMMIT = "COMMIT"
+ROLLBACK = "ROLLBACK"
+
 DATA_VERSION = "SELECT value::BIGINT FROM catalog_info WHERE key = 'data_version'"
 BUMP_DATA_VERSION = (
     "UPDATE catalog_info SET value = (value::BIGINT + 1)::VARCHAR WHERE key = 'data_version'"
