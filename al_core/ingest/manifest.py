@@ -112,7 +112,7 @@ def resolve_roles(columns: list[str], overrides: dict[str, str | None]) -> dict[
     return roles
 
 
-def _plan_metadata(source: str, columns: dict[str, str], roles: dict[str, str | None],
+def _plan_metadata(columns: dict[str, str], roles: dict[str, str | None],
                    existing: dict[str, str]) -> tuple[list[tuple[str, str, str]], list[str]]:
     """Decide each metadata column's catalog type; returns ``([(col, name, type)], problems)``."""
     used = {c for c in roles.values() if c}
@@ -150,7 +150,7 @@ def _plan_metadata(source: str, columns: dict[str, str], roles: dict[str, str | 
     return plan, problems
 
 
-def _validate(cur: duckdb.DuckDBPyConnection, source: str, roles: dict[str, str | None],
+def _validate(cur: duckdb.DuckDBPyConnection, roles: dict[str, str | None],
               columns: list[str]) -> list[str]:
     problems: list[str] = []
     if roles["path"] is None:
@@ -192,9 +192,9 @@ def _probe(cur: duckdb.DuckDBPyConnection, source: str, *, reprobe: bool, skip_b
         if res.problem:
             problems.append(f"row {res.row}: {res.problem}")
     if problems and not skip_bad:
-        raise IngestError(source, problems + [
+        raise IngestError(source, [
             f"{len(problems)} image(s) missing or unreadable; fix them, or pass "
-            "--skip-bad-images to import the rest and list these"])
+            "--skip-bad-images to import the rest and list these:", *problems])
     frame = pd.DataFrame({"row": pd.array(rows, dtype="Int64"),
                           "width": pd.array(widths, dtype="Int32"),
                           "height": pd.array(heights, dtype="Int32"),
@@ -254,9 +254,9 @@ def ingest_staged(cat: Catalog, cur: duckdb.DuckDBPyConnection, *, kind: str, so
         if col is not None and col not in columns:
             raise IngestError(source, [f"column {col!r} (given for {role}) is not in the file; "
                                        f"found {', '.join(columns)}"])
-    problems = _validate(cur, source, roles, list(columns))
+    problems = _validate(cur, roles, list(columns))
     existing = cat.metadata_fields()
-    plan, meta_problems = _plan_metadata(source, columns, roles, existing)
+    plan, meta_problems = _plan_metadata(columns, roles, existing)
     problems += meta_problems
     if problems:
         raise IngestError(source, problems)
