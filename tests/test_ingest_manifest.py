@@ -198,3 +198,12 @@ def test_no_probe_skips_file_checks(catalog: Catalog, tmp_path: Path) -> None:
     result = ingest_manifest(catalog, write_manifest(frame, tmp_path / "m.csv"), probe=False)
     assert result.new_samples == 1
     assert catalog.query_rows("SELECT width, height, content_hash FROM samples") == [(640, 480, None)]
+
+
+def test_many_missing_images_keep_the_hint_and_count(catalog: Catalog, tmp_path: Path) -> None:
+    frame = pd.DataFrame({"path": [f"missing/{i}.png" for i in range(30)]})
+    with pytest.raises(IngestError) as err:
+        ingest_manifest(catalog, write_manifest(frame, tmp_path / "m.csv"), progress=False)
+    message = str(err.value)
+    assert "30 image(s) missing or unreadable" in message and "--skip-bad-images" in message
+    assert "... and 11 more problem(s)" in message
