@@ -37,8 +37,10 @@ def _ensure_shell() -> None:
     if getattr(_run, "shell", False):
         _run.shell = False
         return
-    from streamlit.runtime.pages_manager import PagesManager
-
+    try:  # an internal of Streamlit's; if it moves, pages still work, only without the shell
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:
+        return
     PagesManager.uses_pages_directory = False
     st.rerun()
 
