@@ -72,6 +72,17 @@ def browser() -> Iterator[object]:
         b.close()
 
 
+def test_a_page_opened_first_by_its_url_keeps_the_shell(served: tuple[str, Path, dict], browser: object) -> None:
+    url, _, _ = served  # first request of this server: Streamlit would run pages/samples.py bare
+    page = browser.new_page()
+    page.goto(f"{url}/samples", wait_until="domcontentloaded")
+    page.wait_for_selector("h1:has-text('Samples')", timeout=90_000)
+    nav = page.locator("[data-testid='stSidebarNav']")
+    nav.get_by_text("Overview", exact=True).wait_for(timeout=30_000)
+    assert nav.get_by_text("_components").count() == 0
+    page.close()
+
+
 def test_overview_renders_charts_and_a_bar_click_drills_down(served: tuple[str, Path, dict], browser: object,
                                                              tmp_path: Path) -> None:
     url, _, counts = served
