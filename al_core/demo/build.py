@@ -14,7 +14,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 
 from al_core import sql
 from al_core.catalog import Catalog
@@ -109,7 +108,6 @@ def build_demo(catalog_path: Path, *, size: int = 5000, seed: int = 0, epochs: i
                progress: bool = True, echo: bool = True) -> DemoReport:
     """Build (or reuse) the demo dataset, catalog, baseline predictions and embeddings."""
     t0 = time.perf_counter()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     root = demo_root(catalog_path, size, seed)
     root.mkdir(parents=True, exist_ok=True)
     report = DemoReport(root=root, size=size, seed=seed)

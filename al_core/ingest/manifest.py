@@ -241,13 +241,13 @@ def _write(cat: Catalog, cur: duckdb.DuckDBPyConnection, result: ImportResult,
 
 
 def ingest_staged(cat: Catalog, cur: duckdb.DuckDBPyConnection, *, kind: str, source: str,
-                  base_dir: Path, rows: int, columns: dict[str, str] | None = None,
+                  base_dir: Path, rows: int,
                   overrides: dict[str, str | None] | None = None, probe: bool = True,
                   reprobe: bool = False, skip_bad_images: bool = False,
                   label_source: str | None = None, batch_id: int | None = None,
                   default_split: str = "train", progress: bool = True) -> ImportResult:
     """Validate the temp table ``stage`` as a manifest and write it in one transaction."""
-    columns = columns or files.staged_columns(cur, "stage")
+    columns = files.staged_columns(cur, "stage")
     roles = resolve_roles(list(columns), overrides or {})
     columns = _detect_text_timestamps(cur, columns, skip={c for c in roles.values() if c})
     for role, col in roles.items():

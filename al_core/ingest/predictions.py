@@ -156,14 +156,17 @@ def _import_staged(cat: Catalog, cur: duckdb.DuckDBPyConnection, source: str, ru
         raise IngestError(source, problems)
     result = PredictionResult(run, existing[0] if existing else None, rows, 0, layout.classes,
                               has_probs)
-    if existing and cur.execute(*sql.count_changed_predictions(existing[0])).fetchone()[0] == 0:
+    # new or changed rows; an existing run's count is taken once, before the write
+    changed = (int(cur.execute(*sql.count_changed_predictions(existing[0])).fetchone()[0])
+               if existing else rows)
+    if changed == 0:
         return result
     with cat.transaction(cur):
         import_id = int(cur.execute(sql.NEXT_IMPORT_ID).fetchone()[0])
         if existing is None:
             result.run_id = int(cur.execute(*sql.create_run(run, layout.classes, has_probs,
                                                             import_id)).fetchone()[0])
-        result.changed = int(cur.execute(*sql.count_changed_predictions(result.run_id)).fetchone()[0])
+        result.changed = changed
         cur.execute(*sql.upsert_predictions(result.run_id))
         if cur.execute(sql.MAX_RUN_ID).fetchone()[0] == result.run_id:
             for q in sql.refresh_mirrored_predictions(result.run_id):
