@@ -10,7 +10,8 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from al_core import __version__
-from al_core.catalog import ENV_CATALOG, Catalog, resolve_catalog_path
+from al_core.db import sql as db_sql
+from al_core.db.catalog import ENV_CATALOG, Catalog, resolve_catalog_path
 from al_core.errors import AlExplorerError
 
 DEFAULT_HOST = "127.0.0.1"
@@ -112,10 +113,9 @@ def cmd_import_predictions(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-    from al_core import sql
 
     with Catalog.open(args.catalog, read_only=args.read_only) as cat:
-        counts = cat.query_df(sql.CATALOG_COUNTS).iloc[0].to_dict()
+        counts = cat.query_df(db_sql.CATALOG_COUNTS).iloc[0].to_dict()
         print(f"catalog {cat.path} (schema v{cat.schema_version()}, data version {cat.data_version()})")
         for key, value in counts.items():
             print(f"  {key:15s} {value}")

@@ -20,7 +20,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import machine, median_time, write_section  # noqa: E402
 
-from al_core.catalog import Catalog  # noqa: E402
+from al_core.db.catalog import Catalog  # noqa: E402
 from al_core.ingest import import_predictions, ingest_manifest  # noqa: E402
 
 

@@ -20,9 +20,9 @@ from _report import machine, write_section  # noqa: E402
 from bench_ingest import make_files  # noqa: E402
 
 from al_core import overview  # noqa: E402
-from al_core.catalog import Catalog  # noqa: E402
-from al_core.filters import Filter  # noqa: E402
+from al_core.db.catalog import Catalog  # noqa: E402
 from al_core.ingest import import_predictions, ingest_manifest  # noqa: E402
+from al_core.view.filters import Filter  # noqa: E402
 
 FILTERED = Filter(splits=("train", "unlabeled"), categorical=(("weather", ("rain", "fog")),),
                   dates=(("captured_at", (date(2024, 2, 1), date(2024, 9, 30))),))

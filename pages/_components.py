@@ -10,11 +10,11 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from al_core import overview, sql
-from al_core.catalog import Catalog, resolve_catalog_path
+from al_core import overview, view
+from al_core.db.catalog import Catalog, resolve_catalog_path
 from al_core.errors import CatalogError
-from al_core.filters import Filter, field_kind
 from al_core.thumbnails import cache_dir, thumbnail
+from al_core.view.filters import Filter, field_kind
 
 PAGE_SIZE = 24
 GALLERY_COLUMNS = 6
@@ -65,7 +65,7 @@ def catalog() -> Catalog:
 
 def empty_state(cat: Catalog) -> bool:
     """Show how to fill an empty catalog; True if it is empty."""
-    if cat.scalar(sql.COUNT_SAMPLES):
+    if view.sample_count(cat):
         return False
     st.info(f"The catalog `{cat.path}` has no samples yet. Fill it with the demo "
             "(`al-explorer demo`) or your own data (`al-explorer ingest PATH`), then reload.")
@@ -86,7 +86,7 @@ def call(cat: Catalog, func: str, flt: Filter, *args: Any) -> Any:
 # ---------------------------------------------------------------------------- sidebar filter
 
 def _options(cat: Catalog, column: str) -> list[str]:
-    return [r[0] for r in cat.query_rows(sql.distinct_values(column))]
+    return view.distinct_values(cat, column)
 
 
 def _init_from_url(cat: Catalog, fields: dict[str, str]) -> None:
@@ -112,9 +112,9 @@ def _field_widget(cat: Catalog, name: str, dtype: str) -> tuple[str, Any] | None
     key = f"flt_f_{name}"
     kind = field_kind(dtype)
     if kind == "categorical":
-        values = st.multiselect(name, _options(cat, name) + [sql.NULL_VALUE], key=key)
+        values = st.multiselect(name, _options(cat, name) + [view.NULL_VALUE], key=key)
         return ("categorical", tuple(values)) if values else None
-    low, high = cat.query_rows(sql.field_range(name))[0]
+    low, high = view.field_range(cat, name)
     if low is None or low == high:
         return None
     if kind == "numeric":
@@ -148,7 +148,7 @@ def sidebar_filter(cat: Catalog) -> Filter:
         splits = st.multiselect("Split", _options(cat, "split"), key="flt_split")
         classes = st.multiselect("Class (ground truth)", _options(cat, "label"), key="flt_class")
         labeled = st.segmented_control("Labels", ["all", "labeled", "unlabeled"], key="flt_labeled") or "all"
-        tags = [r[0] for r in cat.query_rows(sql.LIST_TAGS)]
+        tags = view.list_tags(cat)
         chosen_tags = st.multiselect("Tags", tags, key="flt_tag") if tags else []
         categorical, numeric, dates = [], [], []
         with st.expander("Metadata", expanded=True):
@@ -191,16 +191,16 @@ def _card(row: dict[str, Any], thumbs: Path, meta: list[str], key: str) -> None:
         _enlarge(row, str(Path(row["uri"])) if path else None)
 
 
-def gallery(cat: Catalog, flt: Filter, run: sql.RunRef | None, key: str) -> None:
+def gallery(cat: Catalog, flt: Filter, run: view.RunRef | None, key: str) -> None:
     """Paged thumbnails (id, label, prediction, key metadata) of every sample matching ``flt``."""
     fields = cat.metadata_fields()
-    total = int(cat.scalar(sql.count_filtered(flt, fields, run)))
+    total = view.count_filtered(cat, flt, run)
     pages = max(1, (total + PAGE_SIZE - 1) // PAGE_SIZE)
     left, right = st.columns([3, 1])
     left.markdown(f"**{total:,} samples**")
     page = int(right.number_input("Page", 1, pages, 1, key=f"{key}_page")) if pages > 1 else 1
     meta = [n for n, t in fields.items() if field_kind(t) == "categorical"][:2]
-    frame = cat.query_df(sql.gallery_page(flt, fields, run, meta, PAGE_SIZE, (page - 1) * PAGE_SIZE))
+    frame = view.gallery_page(cat, flt, run, meta, PAGE_SIZE, (page - 1) * PAGE_SIZE)
     thumbs = cache_dir(cat.path)
     cols = st.columns(GALLERY_COLUMNS)
     for i, row in enumerate(frame.to_dict("records")):

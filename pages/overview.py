@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from al_core import charts, overview
-from al_core.filters import drill_spec, field_kind, parse_drill
+from al_core import overview
+from al_core.overview import charts
+from al_core.view.filters import drill_spec, field_kind, parse_drill
 from pages._components import call, catalog, empty_state, gallery, sidebar_filter
 
 DRILL_KEY = "overview_drill"

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from al_core.catalog import Catalog, snapshot
+from al_core.db.catalog import Catalog, snapshot
 
 
 @pytest.fixture

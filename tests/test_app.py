@@ -10,8 +10,8 @@ import duckdb
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from al_core.filters import Condition, drill_spec
-from al_core.sql import quote_ident
+from al_core.db.sql import quote_ident
+from al_core.view.filters import Condition, drill_spec
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 TIMEOUT = 90
@@ -116,7 +116,7 @@ def test_empty_catalog_says_how_to_fill_it(tmp_path: Path, monkeypatch: pytest.M
 def test_hostile_field_names_render(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, image_dir: Path) -> None:
     import pandas as pd
 
-    from al_core.catalog import Catalog
+    from al_core.db.catalog import Catalog
     from al_core.ingest import ingest_manifest
 
     path = tmp_path / "h.duckdb"

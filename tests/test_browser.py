@@ -114,7 +114,7 @@ def test_overview_renders_charts_and_a_bar_click_drills_down(served: tuple[str, 
 
 
 def test_cli_write_while_the_app_runs_names_the_app(served: tuple[str, Path, dict], tmp_path: Path) -> None:
-    from al_core.catalog import read_owner
+    from al_core.db.catalog import read_owner
 
     url, path, _ = served  # the app took the file on its first page view (the test above)
     owner = read_owner(path)

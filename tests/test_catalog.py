@@ -8,20 +8,21 @@ import duckdb
 import numpy as np
 import pytest
 
-from al_core import sql
-from al_core.catalog import ENV_CATALOG, Catalog, resolve_catalog_path
+from al_core.db import sql as db_sql
+from al_core.db.catalog import ENV_CATALOG, Catalog, resolve_catalog_path
+from al_core.embeddings import sql as embeddings_sql
 from al_core.embeddings import store_embeddings
 from al_core.errors import CatalogError, IngestError, SchemaVersionError
 
 
 def test_fresh_catalog_has_latest_schema_and_all_tables(tmp_path: Path) -> None:
     with Catalog.open(tmp_path / "c.duckdb") as cat:
-        assert cat.schema_version() == sql.LATEST_SCHEMA_VERSION
-        tables = {r[0] for r in cat.query_rows(sql.table_names())}
+        assert cat.schema_version() == db_sql.LATEST_SCHEMA_VERSION
+        tables = {r[0] for r in cat.query_rows(db_sql.table_names())}
         assert {"samples", "labels", "model_runs", "predictions", "embedding_sets", "tags",
                 "export_batches", "export_items", "metadata_fields", "imports"} <= tables
         versions = cat.query_rows("SELECT version FROM schema_version ORDER BY version")
-        assert [v for (v,) in versions] == [m[0] for m in sql.MIGRATIONS]
+        assert [v for (v,) in versions] == [m[0] for m in db_sql.MIGRATIONS]
 
 
 def test_older_catalog_is_upgraded_and_keeps_its_data(tmp_path: Path) -> None:
@@ -32,12 +33,12 @@ def test_older_catalog_is_upgraded_and_keeps_its_data(tmp_path: Path) -> None:
     assert old.schema_version() == 1
     con.execute("INSERT INTO samples (sample_id, uri, split, ingested_at) "
                 "VALUES ('s1', '/x.png', 'train', now()::TIMESTAMP)")
-    assert "tags" not in {r[0] for r in old.query_rows(sql.table_names())}
+    assert "tags" not in {r[0] for r in old.query_rows(db_sql.table_names())}
     con.close()
     with Catalog.open(path) as cat:
-        assert cat.schema_version() == sql.LATEST_SCHEMA_VERSION
+        assert cat.schema_version() == db_sql.LATEST_SCHEMA_VERSION
         assert cat.query_rows("SELECT sample_id FROM samples") == [("s1",)]
-        assert "tags" in {r[0] for r in cat.query_rows(sql.table_names())}
+        assert "tags" in {r[0] for r in cat.query_rows(db_sql.table_names())}
 
 
 def test_catalog_from_a_newer_version_is_refused(tmp_path: Path) -> None:
@@ -90,16 +91,16 @@ def test_transaction_rolls_back_and_does_not_bump_version(catalog: Catalog) -> N
     ("select", '"select"'),
 ])
 def test_quote_ident(name: str, quoted: str) -> None:
-    assert sql.quote_ident(name) == quoted
+    assert db_sql.quote_ident(name) == quoted
     con = duckdb.connect()
-    con.execute(f"CREATE TABLE t ({sql.quote_ident(name)} INTEGER)")
+    con.execute(f"CREATE TABLE t ({db_sql.quote_ident(name)} INTEGER)")
     assert [r[0] for r in con.execute("DESCRIBE t").fetchall()] == [name]
 
 
 @pytest.mark.parametrize("bad", ["", "   ", "tab\there", "x" * 200, "nul\x00"])
 def test_quote_ident_refuses_unshowable_names(bad: str) -> None:
     with pytest.raises(ValueError):
-        sql.quote_ident(bad)
+        db_sql.quote_ident(bad)
 
 
 def _seed(cat: Catalog, ids: list[str]) -> None:
@@ -113,7 +114,7 @@ def test_embeddings_are_fixed_size_arrays_and_validated(catalog: Catalog) -> Non
     _seed(catalog, ["a", "b"])
     vectors = np.arange(8, dtype=np.float32).reshape(2, 4)
     set_id = store_embeddings(catalog, "baseline", "cnn-v1", ["a", "b"], vectors)
-    table = sql.vectors_table_name(set_id)
+    table = embeddings_sql.vectors_table_name(set_id)
     assert catalog.scalar(f"SELECT typeof(vector) FROM {table} LIMIT 1") == "FLOAT[4]"
     got = catalog.scalar(f"SELECT vector FROM {table} WHERE sample_id = 'b'")
     assert list(got) == [4, 5, 6, 7]

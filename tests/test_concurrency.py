@@ -12,13 +12,13 @@ import pandas as pd
 import pytest
 from conftest import write_manifest
 
-from al_core.catalog import Catalog, owner_file
 from al_core.cli import main
+from al_core.db.catalog import Catalog, owner_file
 from al_core.errors import CatalogBusyError
 
 HOLDER = textwrap.dedent("""
     import sys, time
-    from al_core.catalog import Catalog
+    from al_core.db.catalog import Catalog
     cat = Catalog.open(sys.argv[1], role="app", url="http://127.0.0.1:8599")
     print("ready", flush=True)
     sys.stdin.readline()
@@ -71,7 +71,7 @@ def test_many_read_only_processes_may_share_a_catalog(tmp_path: Path, manifest_f
     with Catalog.open(path) as cat:
         from al_core.ingest import ingest_manifest
         ingest_manifest(cat, write_manifest(manifest_frame, tmp_path / "m.csv"), progress=False)
-    reader = ("import sys; from al_core.catalog import Catalog; c = Catalog.open(sys.argv[1], read_only=True); "
+    reader = ("import sys; from al_core.db.catalog import Catalog; c = Catalog.open(sys.argv[1], read_only=True); "
               "print(c.scalar('SELECT count(*) FROM samples'), flush=True); sys.stdin.readline()")
     procs = [subprocess.Popen([sys.executable, "-c", reader, str(path)], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, text=True) for _ in range(2)]

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 from conftest import DEMO_EPOCHS, DEMO_SIZE, assert_same_content, content
 
-from al_core.catalog import Catalog
+from al_core.db.catalog import Catalog
 from al_core.demo import build_demo, dataset
 from al_core.demo.scenes import RARE_CLASSES, SceneSpec, render
 

@@ -9,9 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from al_core import overview, sql
-from al_core.catalog import Catalog
-from al_core.filters import Condition, Filter, drill_spec, parse_drill
+from al_core import overview
+from al_core.db import sql as db_sql
+from al_core.db.catalog import Catalog
+from al_core.view import sql as view_sql
+from al_core.view.filters import Condition, Filter, drill_spec, parse_drill
 
 FIELDS = {"weather": "VARCHAR", "brightness": "DOUBLE", "captured_at": "TIMESTAMP", 'we"ird': "VARCHAR"}
 
@@ -39,7 +41,7 @@ def test_drill_spec_round_trip() -> None:
 
 def test_unknown_column_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown column"):
-        sql.filter_where(Filter().narrowed(Condition("nope; DROP TABLE samples", "x")), FIELDS)
+        view_sql.filter_where(Filter().narrowed(Condition("nope; DROP TABLE samples", "x")), FIELDS)
 
 
 def test_imbalance_invariants() -> None:
@@ -87,7 +89,7 @@ def test_field_distributions_cover_every_sample(demo: Catalog) -> None:
     for name in demo.metadata_fields():
         kind, frame = overview.field_distribution(demo, Filter(), name)
         assert kind in ("categorical", "numeric", "time")
-        assert frame["n"].sum() == demo.scalar(f"SELECT count({sql.quote_ident(name)}) FROM samples")
+        assert frame["n"].sum() == demo.scalar(f"SELECT count({db_sql.quote_ident(name)}) FROM samples")
     _, hist = overview.field_distribution(demo, Filter(), "brightness")
     assert (np.diff(hist["start"]) > 0).all()
 
@@ -115,7 +117,7 @@ def test_under_represented_slices_are_real_and_drill_exactly(demo: Catalog) -> N
 
 def test_mirrored_run_gives_the_same_answers_as_the_join(demo: Catalog) -> None:
     cached = overview.latest_run(demo)
-    joined = sql.RunRef(cached.run_id, cached.name, cached=False)
+    joined = view_sql.RunRef(cached.run_id, cached.name, cached=False)
     flt = Filter(categorical=(("weather", ("rain", "fog", "cloudy")),))
     pd.testing.assert_frame_equal(overview.class_distribution(demo, flt, cached),
                                   overview.class_distribution(demo, flt, joined))

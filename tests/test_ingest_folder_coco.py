@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import assert_same_content, content, make_image
 
-from al_core.catalog import Catalog
+from al_core.db.catalog import Catalog
 from al_core.errors import IngestError
 from al_core.ingest import ingest_coco, ingest_folder
 

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 from conftest import assert_same_content, content, make_image, write_manifest
 
-from al_core import sql
-from al_core.catalog import Catalog
+from al_core.db import sql as db_sql
+from al_core.db.catalog import Catalog
 from al_core.errors import IngestError
 from al_core.ingest import ingest_manifest
 
@@ -49,7 +49,7 @@ def test_changed_label_records_a_new_version_and_keeps_history(
     result = ingest_manifest(catalog, write_manifest(relabeled, tmp_path / "m2.csv"),
                              label_source="annotator-7", progress=False)
     assert result.new_label_versions == 2  # a: cat->dog, d: none->cat
-    history = catalog.query_df(sql.label_history("a"))
+    history = catalog.query_df(db_sql.label_history("a"))
     assert history["label"].tolist() == ["cat", "dog"]
     assert history["source"].tolist() == ["manifest:m.csv", "annotator-7"]
     current = dict(catalog.query_rows("SELECT sample_id, label FROM samples"))
@@ -93,7 +93,7 @@ def test_hostile_column_names_are_stored_safely(catalog: Catalog, image_dir: Pat
     frame = pd.DataFrame({"path": ["images/u0.png"], hostile: ["boom"], "semi;colon": [1.5]})
     ingest_manifest(catalog, write_manifest(frame, tmp_path / "h.parquet"), progress=False)
     assert set(catalog.metadata_fields()) == {hostile, "semi;colon"}
-    assert catalog.scalar(f"SELECT {sql.quote_ident(hostile)} FROM samples") == "boom"
+    assert catalog.scalar(f"SELECT {db_sql.quote_ident(hostile)} FROM samples") == "boom"
     assert catalog.scalar("SELECT count(*) FROM samples") == 1
 
 

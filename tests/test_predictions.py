@@ -11,7 +11,7 @@ import pyarrow.parquet as pq
 import pytest
 from conftest import assert_same_content, content, write_manifest
 
-from al_core.catalog import Catalog
+from al_core.db.catalog import Catalog
 from al_core.errors import IngestError
 from al_core.ingest import import_predictions, ingest_manifest
 

@@ -15,13 +15,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from al_core import sql
-from al_core.catalog import Catalog
+from al_core.db import sql as db_sql
+from al_core.db.catalog import Catalog
 from al_core.demo import dataset, model
 from al_core.demo.scenes import CLASS_WEIGHTS, RARE_CLASSES
 from al_core.embeddings import embedding_count, store_embeddings
 from al_core.errors import CatalogError
 from al_core.ingest import ingest_manifest
+from al_core.ingest import sql as ingest_sql
 from al_core.ingest.predictions import import_predictions_frame
 
 RUN_NAME = "baseline-cnn"
@@ -67,11 +68,11 @@ def slice_accuracy(plan: pd.DataFrame, predicted: np.ndarray, mask: np.ndarray) 
 
 
 def _check_catalog(cat: Catalog, stamp: str) -> None:
-    current = cat.scalar(sql.get_info("demo_build"))
+    current = cat.scalar(db_sql.get_info("demo_build"))
     if current and current != stamp:
         raise CatalogError(f"{cat.path} already holds another demo build ({current}); use "
                            "--catalog with a new file, or delete this one to rebuild.")
-    if not current and cat.scalar(sql.COUNT_SAMPLES):
+    if not current and cat.scalar(db_sql.COUNT_SAMPLES):
         raise CatalogError(f"{cat.path} already holds other data; build the demo into its own "
                            "catalog with --catalog data/demo.duckdb")
 
@@ -118,10 +119,10 @@ def build_demo(catalog_path: Path, *, size: int = 5000, seed: int = 0, epochs: i
         manifest = _images_and_manifest(plan, root, report, progress)
         ingest_manifest(cat, manifest, label_source="demo ground truth", progress=progress)
         net, classes = _baseline(plan, root, seed, report, progress, epochs)
-        if cat.scalar(sql.count_predictions(RUN_NAME)) == size and embedding_count(
+        if cat.scalar(ingest_sql.count_predictions(RUN_NAME)) == size and embedding_count(
                 cat, EMBEDDING_SET) == size:
             report.reused.append("predictions and embeddings")
-            probs = cat.query_df(sql.predicted_labels(RUN_NAME))
+            probs = cat.query_df(ingest_sql.predicted_labels(RUN_NAME))
             predicted = plan[["sample_id"]].merge(probs, on="sample_id")["pred_label"].to_numpy()
         else:
             paths = [dataset.image_path(root, s) for s in plan["sample_id"]]
@@ -131,9 +132,9 @@ def build_demo(catalog_path: Path, *, size: int = 5000, seed: int = 0, epochs: i
             store_embeddings(cat, EMBEDDING_SET, f"al-explorer demo SmallCNN (seed {seed}, "
                              f"{epochs} epochs), penultimate layer", plan["sample_id"].tolist(), feats)
             predicted = np.array(classes)[probs_arr.argmax(axis=1)]
-        if cat.scalar(sql.get_info("demo_build")) != stamp:
+        if cat.scalar(db_sql.get_info("demo_build")) != stamp:
             with cat.transaction() as cur:
-                cur.execute(*sql.set_info("demo_build", stamp))
+                cur.execute(*db_sql.set_info("demo_build", stamp))
     report.accuracy = slice_accuracy(plan, predicted, ~plan["labeled"].to_numpy())
     report.seconds = time.perf_counter() - t0
     if echo:

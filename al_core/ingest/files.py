@@ -7,8 +7,9 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from al_core import sql
+from al_core.db import sql as db_sql
 from al_core.errors import IngestError
+from al_core.ingest import sql
 
 FORMATS = {
     ".csv": "csv",
@@ -67,7 +68,7 @@ def stage(cur: duckdb.DuckDBPyConnection, table: str, path: Path, fmt: str | Non
     except duckdb.Error as err:
         message = str(err).split("\n\n")[0].strip()
         raise IngestError(str(path), [f"cannot be read as {fmt}: {message}"]) from None
-    n = int(cur.execute(*sql.count_rows(table)).fetchone()[0])
+    n = int(cur.execute(*db_sql.count_rows(table)).fetchone()[0])
     if n == 0:
         raise IngestError(str(path), ["has no data rows"])
     return n
@@ -86,5 +87,5 @@ def stage_frame(cur: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame)
 
 def staged_columns(cur: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]:
     """``{column: duckdb type}`` of a staged table, without the row number."""
-    rows = cur.execute(*sql.describe(table)).fetchall()
+    rows = cur.execute(*db_sql.describe(table)).fetchall()
     return {r[0]: r[1] for r in rows if r[0] != sql.STAGE_ROW}

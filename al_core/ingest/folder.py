@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from al_core.catalog import Catalog
+from al_core.db.catalog import Catalog
 from al_core.errors import IngestError
 from al_core.ingest.images import IMAGE_EXTENSIONS
 from al_core.ingest.manifest import ImportResult, ingest_frame

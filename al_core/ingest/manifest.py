@@ -9,10 +9,10 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from al_core import sql
-from al_core.catalog import Catalog
+from al_core.db import sql as db_sql
+from al_core.db.catalog import Catalog
 from al_core.errors import IngestError
-from al_core.ingest import files
+from al_core.ingest import files, sql
 from al_core.ingest.images import probe_images
 
 #: Column names recognised for each role, case-insensitively, first match wins.
@@ -117,7 +117,7 @@ def _plan_metadata(columns: dict[str, str], roles: dict[str, str | None],
     """Decide each metadata column's catalog type; returns ``([(col, name, type)], problems)``."""
     used = {c for c in roles.values() if c}
     existing_lower = {k.lower(): (k, v) for k, v in existing.items()}
-    builtin = set(sql.BUILTIN_SAMPLE_COLUMNS)
+    builtin = set(db_sql.BUILTIN_SAMPLE_COLUMNS)
     plan: list[tuple[str, str, str]] = []
     problems: list[str] = []
     seen: set[str] = set()
@@ -125,7 +125,7 @@ def _plan_metadata(columns: dict[str, str], roles: dict[str, str | None],
         if col in used:
             continue
         try:
-            sql.quote_ident(col)
+            db_sql.quote_ident(col)
         except ValueError as err:
             problems.append(f"column {col!r}: {err}")
             continue

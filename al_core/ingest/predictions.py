@@ -10,10 +10,10 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 
-from al_core import sql
-from al_core.catalog import Catalog
+from al_core.db import sql as db_sql
+from al_core.db.catalog import Catalog
 from al_core.errors import IngestError
-from al_core.ingest import files
+from al_core.ingest import files, sql
 
 ID_ALIASES = ("sample_id", "id", "image_id")
 LIST_ALIASES = ("probs", "probabilities", "scores")
@@ -77,7 +77,7 @@ def _layout(source: str, columns: dict[str, str], classes: list[str] | None,
         if not order:
             raise IngestError(source, [f"column {list_col!r} holds probability lists; name the "
                                        "classes in order with --classes a,b,c"])
-        return _Layout(id_col, list(order), prob_expr=f"{sql.quote_ident(list_col)}::DOUBLE[]")
+        return _Layout(id_col, list(order), prob_expr=f"{db_sql.quote_ident(list_col)}::DOUBLE[]")
     label_col = _pick(columns, LABEL_ALIASES)
     if label_col:
         return _Layout(id_col, list(classes or run_classes or []), label_col=label_col,

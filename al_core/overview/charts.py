@@ -5,8 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import plotly.graph_objects as go
 
-from al_core.filters import Condition, drill_spec
-from al_core.sql import NULL_VALUE
+from al_core.view.filters import Condition, drill_spec
+from al_core.view.sql import NULL_VALUE
 
 _LAYOUT = dict(margin=dict(l=10, r=10, t=40, b=10), height=320, clickmode="event+select",
                legend=dict(orientation="h", y=1.12))

@@ -7,9 +7,11 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from al_core import sql
-from al_core.catalog import Catalog
+from al_core.db import sql as db_sql
+from al_core.db.catalog import Catalog
+from al_core.embeddings import sql
 from al_core.errors import IngestError
+from al_core.ingest import sql as ingest_sql
 
 
 def store_embeddings(cat: Catalog, name: str, model: str, sample_ids: Sequence[str],
@@ -38,7 +40,7 @@ def store_embeddings(cat: Catalog, name: str, model: str, sample_ids: Sequence[s
                           "vector": list(vectors)})
     cur.register("vectors_frame", frame)
     try:
-        unknown = cur.execute(*sql.unknown_sample_ids("vectors_frame", "sample_id", row_column=None)).fetchall()
+        unknown = cur.execute(*ingest_sql.unknown_sample_ids("vectors_frame", "sample_id", row_column=None)).fetchall()
         if unknown:
             raise IngestError(source, [f"sample id {sid!r} is not in the catalog" for _, sid in unknown])
         with cat.transaction(cur):
@@ -58,4 +60,4 @@ def store_embeddings(cat: Catalog, name: str, model: str, sample_ids: Sequence[s
 def embedding_count(cat: Catalog, name: str) -> int:
     """Number of vectors stored in set ``name`` (0 if the set does not exist)."""
     found = cat.query_rows(sql.find_embedding_set(name))
-    return int(cat.scalar(sql.count_rows(found[0][3]))) if found else 0
+    return int(cat.scalar(db_sql.count_rows(found[0][3]))) if found else 0

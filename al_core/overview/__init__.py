@@ -12,9 +12,10 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 
-from al_core import sql
-from al_core.catalog import Catalog
-from al_core.filters import Condition, Filter, field_kind
+from al_core.db.catalog import Catalog
+from al_core.overview import sql
+from al_core.view import sql as view_sql
+from al_core.view.filters import Condition, Filter, field_kind
 
 SLICE_FIELD_MAX_VALUES = 30
 
@@ -40,10 +41,10 @@ def imbalance(counts: pd.Series | np.ndarray) -> Imbalance:
     return Imbalance(float(c.max() / c.min()), norm, int(c.size))
 
 
-def latest_run(cat: Catalog) -> sql.RunRef | None:
+def latest_run(cat: Catalog) -> view_sql.RunRef | None:
     """The newest model run; ``samples`` mirrors its top-1 predictions, so views need no join."""
-    rows = cat.query_rows(sql.LATEST_RUN)
-    return sql.RunRef(int(rows[0][0]), str(rows[0][1]), cached=True) if rows else None
+    rows = cat.query_rows(view_sql.LATEST_RUN)
+    return view_sql.RunRef(int(rows[0][0]), str(rows[0][1]), cached=True) if rows else None
 
 
 def counts(cat: Catalog, flt: Filter) -> dict[str, int]:
@@ -51,7 +52,7 @@ def counts(cat: Catalog, flt: Filter) -> dict[str, int]:
     return {k: int(v) for k, v in row.items()}
 
 
-def class_distribution(cat: Catalog, flt: Filter, run: sql.RunRef | None) -> pd.DataFrame:
+def class_distribution(cat: Catalog, flt: Filter, run: view_sql.RunRef | None) -> pd.DataFrame:
     """Per class: labeled count and (with a run) predicted count in the unlabeled pool."""
     fields = cat.metadata_fields()
     labeled = cat.query_df(sql.class_counts(flt, fields)).rename(columns={"label": "class", "n": "labeled"})
@@ -75,7 +76,7 @@ def field_distribution(cat: Catalog, flt: Filter, name: str, bins: int = 30) -> 
     kind = field_kind(fields[name])
     if kind == "categorical":
         return kind, cat.query_df(sql.categorical_counts(flt, fields, name))
-    low, high = cat.query_rows(sql.field_range(name))[0]
+    low, high = cat.query_rows(view_sql.field_range(name))[0]
     if low is None:
         return kind, pd.DataFrame(columns=["start", "end", "n"] if kind == "numeric" else ["period", "n"])
     if kind == "numeric":
@@ -112,7 +113,7 @@ def slice_fields(cat: Catalog) -> list[str]:
     return [n for n, k in zip(names, distinct, strict=True) if 1 < k <= SLICE_FIELD_MAX_VALUES]
 
 
-def under_represented_slices(cat: Catalog, flt: Filter, run: sql.RunRef | None, *, min_pool: int = 10,
+def under_represented_slices(cat: Catalog, flt: Filter, run: view_sql.RunRef | None, *, min_pool: int = 10,
                              max_ratio: float = 0.67, max_arity: int = 2) -> pd.DataFrame:
     """Slices whose share of the labeled set is far below their share of the unlabeled pool.
 
@@ -151,6 +152,6 @@ def under_represented_slices(cat: Catalog, flt: Filter, run: sql.RunRef | None, 
     return out.sort_values(["ratio", "pool_n", "slice"], ascending=[True, False, True], ignore_index=True)
 
 
-def drill_ids(cat: Catalog, flt: Filter, run: sql.RunRef | None) -> list[str]:
+def drill_ids(cat: Catalog, flt: Filter, run: view_sql.RunRef | None) -> list[str]:
     """Sample ids matching ``flt`` (with its drill-down conditions), in id order."""
-    return [r[0] for r in cat.query_rows(sql.filtered_ids(flt, cat.metadata_fields(), run))]
+    return [r[0] for r in cat.query_rows(view_sql.filtered_ids(flt, cat.metadata_fields(), run))]

@@ -21,7 +21,8 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from al_core import __version__, sql
+from al_core import __version__
+from al_core.db import sql
 from al_core.errors import CatalogBusyError, CatalogError, SchemaVersionError
 
 ENV_CATALOG = "AL_EXPLORER_CATALOG"

@@ -1,0 +1,253 @@
+"""Catalog-wide SQL: quoting, migrations, transactions, the data version and simple reads."""
+
+from __future__ import annotations
+
+from typing import Any
+
+Query = tuple[str, list[Any]]
+
+
+MAX_IDENT_LEN = 128
+
+
+#: Columns of ``samples`` that are not user metadata. A manifest column with one of these
+#: names maps onto the built-in column (or is rejected), never onto a metadata field.
+BUILTIN_SAMPLE_COLUMNS = (
+    "sample_id",
+    "uri",
+    "width",
+    "height",
+    "split",
+    "content_hash",
+    "ingested_at",
+    "import_id",
+    "label",
+    "pred_label",
+    "pred_confidence",
+)
+
+
+def quote_ident(name: str) -> str:
+    """Quote ``name`` as a DuckDB identifier, safe for any text (quotes, semicolons, unicode).
+
+    Raises ``ValueError`` for names that are empty, too long or hold control characters,
+    since those cannot be shown to a user unambiguously.
+    """
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError("an identifier must be a non-empty string")
+    if len(name) > MAX_IDENT_LEN:
+        raise ValueError(f"identifier {name[:40]!r}... is longer than {MAX_IDENT_LEN} characters")
+    if any(ord(ch) < 32 or ord(ch) == 127 for ch in name):
+        raise ValueError(f"identifier {name!r} contains control characters")
+    return '"' + name.replace('"', '""') + '"'
+
+
+def quote_literal_path(path: str) -> str:
+    """Quote a file path as a SQL string literal (for the few DDL places that take no parameters)."""
+    return "'" + path.replace("'", "''") + "'"
+
+
+#: Numbered migrations. Each one runs in a single transaction together with its row in
+#: ``schema_version``. Never edit a released migration: append a new one.
+MIGRATIONS: list[tuple[int, str, list[str]]] = [
+    (
+        1,
+        "core catalog: samples, labels with history, model runs, predictions, embeddings",
+        [
+            """CREATE TABLE catalog_info (
+                key VARCHAR PRIMARY KEY,
+                value VARCHAR NOT NULL)""",
+            "INSERT INTO catalog_info VALUES ('data_version', '0')",
+            "CREATE SEQUENCE import_seq START 1",
+            """CREATE TABLE imports (
+                import_id INTEGER PRIMARY KEY,
+                kind VARCHAR NOT NULL,
+                source VARCHAR NOT NULL,
+                created_at TIMESTAMP NOT NULL,
+                summary JSON)""",
+            "CREATE SEQUENCE sample_key_seq START 1",
+            # sample_key: a dense integer surrogate for fast joins (predictions join on it);
+            # unique by construction (only the sequence assigns it), sample_id is the public id.
+            """CREATE TABLE samples (
+                sample_id VARCHAR PRIMARY KEY,
+                sample_key INTEGER NOT NULL DEFAULT nextval('sample_key_seq'),
+                uri VARCHAR NOT NULL,
+                width INTEGER,
+                height INTEGER,
+                split VARCHAR NOT NULL,
+                content_hash VARCHAR,
+                ingested_at TIMESTAMP NOT NULL,
+                import_id INTEGER,
+                label VARCHAR,
+                pred_label VARCHAR,
+                pred_confidence FLOAT)""",
+            """CREATE TABLE metadata_fields (
+                name VARCHAR PRIMARY KEY,
+                dtype VARCHAR NOT NULL,
+                position INTEGER NOT NULL,
+                added_at TIMESTAMP NOT NULL)""",
+            "CREATE SEQUENCE label_seq START 1",
+            """CREATE TABLE labels (
+                label_seq BIGINT NOT NULL DEFAULT nextval('label_seq'),
+                sample_id VARCHAR NOT NULL,
+                label VARCHAR NOT NULL,
+                source VARCHAR NOT NULL,
+                batch_id INTEGER,
+                import_id INTEGER,
+                created_at TIMESTAMP NOT NULL)""",
+            "CREATE SEQUENCE run_seq START 1",
+            """CREATE TABLE model_runs (
+                run_id INTEGER PRIMARY KEY,
+                name VARCHAR NOT NULL UNIQUE,
+                classes VARCHAR[] NOT NULL,
+                has_probs BOOLEAN NOT NULL,
+                created_at TIMESTAMP NOT NULL,
+                import_id INTEGER,
+                notes VARCHAR)""",
+            """CREATE TABLE predictions (
+                run_id INTEGER NOT NULL,
+                sample_key INTEGER NOT NULL,
+                pred_label VARCHAR NOT NULL,
+                confidence FLOAT NOT NULL,
+                probs FLOAT[],
+                PRIMARY KEY (run_id, sample_key))""",
+            # for people querying the file directly: predictions with the public sample id
+            """CREATE VIEW predictions_by_id AS SELECT s.sample_id, p.*
+                FROM predictions p JOIN samples s USING (sample_key)""",
+            "CREATE SEQUENCE embedding_set_seq START 1",
+            """CREATE TABLE embedding_sets (
+                set_id INTEGER PRIMARY KEY,
+                name VARCHAR NOT NULL UNIQUE,
+                model VARCHAR NOT NULL,
+                dim INTEGER NOT NULL CHECK (dim > 0),
+                vectors_table VARCHAR NOT NULL,
+                created_at TIMESTAMP NOT NULL)""",
+        ],
+    ),
+    (
+        2,
+        "curation: tags, export batches and their items",
+        [
+            """CREATE TABLE tags (
+                sample_id VARCHAR NOT NULL,
+                tag VARCHAR NOT NULL,
+                created_at TIMESTAMP NOT NULL,
+                PRIMARY KEY (sample_id, tag))""",
+            "CREATE SEQUENCE batch_seq START 1",
+            """CREATE TABLE export_batches (
+                batch_id INTEGER PRIMARY KEY,
+                name VARCHAR NOT NULL,
+                strategy VARCHAR NOT NULL,
+                params JSON,
+                format VARCHAR,
+                path VARCHAR,
+                budget INTEGER,
+                created_at TIMESTAMP NOT NULL)""",
+            """CREATE TABLE export_items (
+                batch_id INTEGER NOT NULL,
+                sample_id VARCHAR NOT NULL,
+                rank INTEGER NOT NULL,
+                score DOUBLE,
+                PRIMARY KEY (batch_id, sample_id))""",
+        ],
+    ),
+]
+
+
+LATEST_SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+CREATE_SCHEMA_VERSION = """CREATE TABLE IF NOT EXISTS schema_version (
+    version INTEGER NOT NULL,
+    description VARCHAR NOT NULL,
+    applied_at TIMESTAMP NOT NULL,
+    app_version VARCHAR NOT NULL)"""
+
+
+HAS_SCHEMA_VERSION = (
+    "SELECT count(*) FROM information_schema.tables "
+    "WHERE table_name = 'schema_version' AND table_schema = 'main'"
+)
+
+
+CURRENT_SCHEMA_VERSION = "SELECT coalesce(max(version), 0) FROM schema_version"
+
+
+RECORD_MIGRATION = "INSERT INTO schema_version VALUES (?, ?, current_timestamp::TIMESTAMP, ?)"
+
+
+BEGIN = "BEGIN TRANSACTION"
+
+
+COMMIT = "COMMIT"
+
+
+ROLLBACK = "ROLLBACK"
+
+
+DATA_VERSION = "SELECT value::BIGINT FROM catalog_info WHERE key = 'data_version'"
+
+
+BUMP_DATA_VERSION = (
+    "UPDATE catalog_info SET value = (value::BIGINT + 1)::VARCHAR WHERE key = 'data_version'"
+)
+
+
+def describe(table: str) -> Query:
+    return f"DESCRIBE {quote_ident(table)}", []
+
+
+def count_rows(table: str) -> Query:
+    return f"SELECT count(*) FROM {quote_ident(table)}", []
+
+
+def metadata_fields() -> Query:
+    return "SELECT name, dtype FROM metadata_fields ORDER BY position", []
+
+
+def table_names() -> Query:
+    return (
+        "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
+        "AND table_type = 'BASE TABLE' ORDER BY 1",
+        [],
+    )
+
+
+def select_all_ordered(table: str) -> Query:
+    """Every row of ``table`` in a stable order (for snapshots in tests and exports)."""
+    return f"SELECT * FROM {quote_ident(table)} ORDER BY ALL", []
+
+
+def label_history(sample_id: str) -> Query:
+    return (
+        "SELECT label_seq, label, source, batch_id, import_id, created_at FROM labels "
+        "WHERE sample_id = ? ORDER BY label_seq",
+        [sample_id],
+    )
+
+
+CATALOG_COUNTS = """SELECT
+    (SELECT count(*) FROM samples) AS samples,
+    (SELECT count(*) FROM samples WHERE label IS NOT NULL) AS labeled,
+    (SELECT count(DISTINCT label) FROM samples WHERE label IS NOT NULL) AS classes,
+    (SELECT count(DISTINCT split) FROM samples) AS splits,
+    (SELECT count(*) FROM model_runs) AS model_runs,
+    (SELECT count(*) FROM embedding_sets) AS embedding_sets"""
+
+
+LIST_RUNS = "SELECT run_id, name, classes, has_probs, created_at FROM model_runs ORDER BY run_id"
+
+
+LIST_EMBEDDING_SETS = "SELECT set_id, name, model, dim, created_at FROM embedding_sets ORDER BY set_id"
+
+
+COUNT_SAMPLES = "SELECT count(*) FROM samples"
+
+
+def get_info(key: str) -> Query:
+    return "SELECT value FROM catalog_info WHERE key = ?", [key]
+
+
+def set_info(key: str, value: str) -> Query:
+    return ("INSERT INTO catalog_info VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            [key, value])

@@ -1,0 +1,410 @@
+"""SQL of the importers: staging input files, validating them, and writing samples, labels and predictions."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from al_core.db.sql import Query, quote_ident
+
+STAGE_ROW = "__row__"
+
+
+def stage_file(table: str, path: str, fmt: str) -> Query:
+    """Load a CSV / Parquet / JSONL file into temp table ``table`` with a 1-based row number."""
+    readers = {
+        "csv": "read_csv(?, header = true, auto_detect = true, sample_size = 100000)",
+        "parquet": "read_parquet(?)",
+        "jsonl": "read_json(?, format = 'newline_delimited', sample_size = 100000)",
+        "json": "read_json(?, format = 'auto')",
+    }
+    if fmt not in readers:
+        raise ValueError(f"unknown file format {fmt!r}")
+    return (
+        f"CREATE OR REPLACE TEMP TABLE {quote_ident(table)} AS "
+        f"SELECT row_number() OVER () AS {STAGE_ROW}, * FROM {readers[fmt]}",
+        [path],
+    )
+
+
+def stage_view(table: str, view: str) -> Query:
+    """Copy a registered in-memory frame ``view`` into temp table ``table`` with a row number."""
+    return (
+        f"CREATE OR REPLACE TEMP TABLE {quote_ident(table)} AS "
+        f"SELECT row_number() OVER () AS {STAGE_ROW}, * FROM {quote_ident(view)}",
+        [],
+    )
+
+
+def drop_temp(table: str) -> Query:
+    return f"DROP TABLE IF EXISTS temp.{quote_ident(table)}", []
+
+
+def rows_where_blank(table: str, column: str, limit: int = 20) -> Query:
+    """Row numbers whose ``column`` is NULL or blank text."""
+    col = quote_ident(column)
+    return (
+        f"SELECT {STAGE_ROW} FROM {quote_ident(table)} "
+        f"WHERE {col} IS NULL OR trim({col}::VARCHAR) = '' ORDER BY {STAGE_ROW} LIMIT ?",
+        [limit],
+    )
+
+
+def duplicate_values(table: str, column: str, limit: int = 20) -> Query:
+    """Values of ``column`` that occur more than once, with the rows they occur in."""
+    col = quote_ident(column)
+    return (
+        f"SELECT {col}::VARCHAR AS value, list(({STAGE_ROW}) ORDER BY {STAGE_ROW}) AS rows "
+        f"FROM {quote_ident(table)} WHERE {col} IS NOT NULL "
+        f"GROUP BY {col} HAVING count(*) > 1 ORDER BY min({STAGE_ROW}) LIMIT ?",
+        [limit],
+    )
+
+
+def looks_like_timestamps(table: str, column: str, probe_rows: int = 1000) -> Query:
+    """True when the first ``probe_rows`` non-empty values of a text column start like ISO dates."""
+    col = quote_ident(column)
+    return (
+        f"SELECT coalesce(bool_and(regexp_matches({col}, '^\\d{{4}}-\\d{{2}}-\\d{{2}}')), false) "
+        f"FROM (SELECT {col} FROM {quote_ident(table)} WHERE {col} IS NOT NULL LIMIT ?)",
+        [probe_rows],
+    )
+
+
+def all_cast_to_timestamp(table: str, column: str) -> Query:
+    """True when every non-NULL value of ``column`` converts to a timestamp."""
+    col = quote_ident(column)
+    return (f"SELECT count({col}) = count(TRY_CAST({col} AS TIMESTAMP)) FROM {quote_ident(table)}",
+            [])
+
+
+def normalized_manifest(stage: str, cols: dict[str, str | None], base_dir: str,
+                        default_split_labeled: str, default_split_unlabeled: str,
+                        metadata: Sequence[tuple[str, str, str]]) -> Query:
+    """Build the temp table ``norm`` from a staged manifest: resolved URI, id, label, split, metadata.
+
+    ``cols`` maps the roles path/id/label/split/width/height/content_hash to staged column
+    names (or ``None``). ``metadata`` is ``[(staged column, field name, duckdb type)]``.
+    Relative paths are resolved against ``base_dir``; URIs with a scheme are kept as they are.
+    """
+    q = quote_ident
+    path = q(cols["path"])  # type: ignore[arg-type]
+    raw_path = f"trim({path}::VARCHAR)"
+    uri = (
+        f"CASE WHEN regexp_matches({raw_path}, '^[A-Za-z][A-Za-z0-9+.-]*://') THEN {raw_path} "
+        f"WHEN starts_with({raw_path}, '/') THEN {raw_path} "
+        f"ELSE rtrim(?, '/') || '/' || regexp_replace({raw_path}, '^(\\./)+', '') END"
+    )
+    params: list[Any] = [base_dir]
+    if cols.get("id"):
+        sample_id = f"trim({q(cols['id'])}::VARCHAR)"  # type: ignore[arg-type]
+    else:
+        sample_id = f"regexp_replace({raw_path}, '^(\\./)+', '')"
+    label = f"nullif(trim({q(cols['label'])}::VARCHAR), '')" if cols.get("label") else "NULL"
+    if cols.get("split"):
+        split = (f"coalesce(nullif(trim({q(cols['split'])}::VARCHAR), ''), "
+                 f"CASE WHEN {label} IS NULL THEN ? ELSE ? END)")
+    else:
+        split = f"CASE WHEN {label} IS NULL THEN ? ELSE ? END"
+    params += [default_split_unlabeled, default_split_labeled]
+    extra = []
+    for role in ("width", "height"):
+        extra.append(f"TRY_CAST({q(cols[role])} AS INTEGER) AS {role}" if cols.get(role)
+                     else f"NULL::INTEGER AS {role}")
+    extra.append(f"{q(cols['content_hash'])}::VARCHAR AS content_hash" if cols.get("content_hash")
+                 else "NULL::VARCHAR AS content_hash")
+    meta = [f"{q(src)}::{dtype} AS {q(name)}" for src, name, dtype in metadata]
+    select = ", ".join([f"{STAGE_ROW}", f"{sample_id} AS sample_id", f"{uri} AS uri",
+                        f"{label} AS label", f"{split} AS split", *extra, *meta])
+    return f"CREATE OR REPLACE TEMP TABLE norm AS SELECT {select} FROM {q(stage)}", params
+
+
+def uri_conflicts(limit: int = 20) -> Query:
+    """Staged samples whose id is already in the catalog with another URI."""
+    return (
+        "SELECT n.__row__, n.sample_id, s.uri, n.uri FROM norm n JOIN samples s USING (sample_id) "
+        "WHERE s.uri <> n.uri ORDER BY n.__row__ LIMIT ?",
+        [limit],
+    )
+
+
+def stage_probe_results(frame_name: str) -> Query:
+    """Temp table ``norm_probed``: staged samples with probe results, minus skipped rows."""
+    return (
+        "CREATE OR REPLACE TEMP TABLE norm_probed AS SELECT n.* REPLACE ("
+        "coalesce(n.width, p.width) AS width, coalesce(n.height, p.height) AS height, "
+        "coalesce(n.content_hash, p.content_hash) AS content_hash) "
+        f"FROM norm n LEFT JOIN {quote_ident(frame_name)} p ON p.row = n.__row__ "
+        "WHERE p.skip IS NOT TRUE",
+        [],
+    )
+
+
+def stage_probe_results_none() -> Query:
+    """``norm_probed`` without probing (``--no-probe``): sizes and hashes stay as given."""
+    return "CREATE OR REPLACE TEMP VIEW norm_probed AS SELECT * FROM norm", []
+
+
+def local_uris_to_probe(only_new: bool) -> Query:
+    """Row, id and URI of staged samples with a local path (and, if ``only_new``, no hash yet)."""
+    cond = "NOT regexp_matches(n.uri, '^[A-Za-z][A-Za-z0-9+.-]*://')"
+    if only_new:
+        cond += " AND (s.sample_id IS NULL OR s.content_hash IS NULL OR s.uri <> n.uri)"
+    return (
+        "SELECT n.__row__, n.sample_id, n.uri FROM norm n "
+        f"LEFT JOIN samples s USING (sample_id) WHERE {cond} ORDER BY n.__row__",
+        [],
+    )
+
+
+def add_metadata_field(name: str, dtype: str) -> list[Query]:
+    """Add a typed metadata column to ``samples`` and register it."""
+    return [
+        (f"ALTER TABLE samples ADD COLUMN {quote_ident(name)} {dtype}", []),
+        ("INSERT INTO metadata_fields SELECT ?, ?, coalesce(max(position), 0) + 1, "
+         "current_timestamp::TIMESTAMP FROM metadata_fields", [name, dtype]),
+    ]
+
+
+NEXT_IMPORT_ID = "SELECT nextval('import_seq')"
+
+
+def record_import(import_id: int, kind: str, source: str, summary_json: str) -> Query:
+    return (
+        "INSERT INTO imports VALUES (?, ?, ?, current_timestamp::TIMESTAMP, ?)",
+        [import_id, kind, source, summary_json],
+    )
+
+
+def insert_new_samples(import_id: int, metadata_names: Sequence[str]) -> Query:
+    """Insert staged samples (from ``norm_probed``) whose id is not in the catalog yet."""
+    meta = "".join(f", {quote_ident(n)}" for n in metadata_names)
+    return (
+        "INSERT INTO samples (sample_id, uri, width, height, split, content_hash, ingested_at, "
+        f"import_id, label{meta}) "
+        "SELECT n.sample_id, n.uri, n.width, n.height, n.split, n.content_hash, "
+        f"current_timestamp::TIMESTAMP, ?, n.label{''.join(f', n.{quote_ident(m)}' for m in metadata_names)} "
+        "FROM norm_probed n ANTI JOIN samples s USING (sample_id)",
+        [import_id],
+    )
+
+
+def update_changed_samples(metadata_names: Sequence[str]) -> Query:
+    """Update split, size, hash and metadata of existing samples where the manifest differs."""
+    sets = ["split = n.split",
+            "width = coalesce(n.width, samples.width)",
+            "height = coalesce(n.height, samples.height)",
+            "content_hash = coalesce(n.content_hash, samples.content_hash)"]
+    diffs = ["samples.split IS DISTINCT FROM n.split",
+             "(n.width IS NOT NULL AND samples.width IS DISTINCT FROM n.width)",
+             "(n.height IS NOT NULL AND samples.height IS DISTINCT FROM n.height)",
+             "(n.content_hash IS NOT NULL AND samples.content_hash IS DISTINCT FROM n.content_hash)"]
+    for name in metadata_names:
+        c = quote_ident(name)
+        sets.append(f"{c} = n.{c}")
+        diffs.append(f"samples.{c} IS DISTINCT FROM n.{c}")
+    return (
+        f"UPDATE samples SET {', '.join(sets)} FROM norm_probed n "
+        f"WHERE samples.sample_id = n.sample_id AND ({' OR '.join(diffs)})",
+        [],
+    )
+
+
+def insert_changed_labels(source: str, import_id: int, batch_id: int | None) -> Query:
+    """Append a label version for each staged sample whose label differs from its current one.
+
+    Runs before :func:`apply_current_labels`, so ``samples.label`` still holds the old label
+    (NULL for samples inserted by this import, whose first label is recorded here too).
+    """
+    return (
+        "INSERT INTO labels (sample_id, label, source, batch_id, import_id, created_at) "
+        "SELECT n.sample_id, n.label, ?, ?, ?, current_timestamp::TIMESTAMP FROM norm_probed n "
+        "LEFT JOIN label_before b USING (sample_id) "
+        "WHERE n.label IS NOT NULL AND b.label IS DISTINCT FROM n.label ORDER BY n.__row__",
+        [source, batch_id, import_id],
+    )
+
+
+SNAPSHOT_LABELS_BEFORE = (
+    "CREATE OR REPLACE TEMP TABLE label_before AS "
+    "SELECT s.sample_id, s.label FROM samples s SEMI JOIN norm_probed n USING (sample_id)"
+)
+
+
+APPLY_CURRENT_LABELS = (
+    "UPDATE samples SET label = n.label FROM norm_probed n "
+    "WHERE samples.sample_id = n.sample_id AND n.label IS NOT NULL "
+    "AND samples.label IS DISTINCT FROM n.label"
+)
+
+
+COUNT_EXISTING_SAMPLES = "SELECT count(*) FROM norm_probed n SEMI JOIN samples s USING (sample_id)"
+
+
+def find_run(name: str) -> Query:
+    return "SELECT run_id, classes, has_probs FROM model_runs WHERE name = ?", [name]
+
+
+def create_run(name: str, classes: Sequence[str], has_probs: bool, import_id: int) -> Query:
+    return (
+        "INSERT INTO model_runs VALUES (nextval('run_seq'), ?, ?, ?, current_timestamp::TIMESTAMP, ?, NULL) "
+        "RETURNING run_id",
+        [name, list(classes), has_probs, import_id],
+    )
+
+
+def unknown_sample_ids(stage: str, id_column: str, limit: int = 20, *,
+                       row_column: str | None = STAGE_ROW) -> Query:
+    """``(row, id)`` of ids in ``stage`` that are not in ``samples`` (row is NULL without one)."""
+    col = quote_ident(id_column)
+    row = quote_ident(row_column) if row_column else "NULL"
+    return (
+        f"SELECT {row}, {col}::VARCHAR FROM {quote_ident(stage)} p "
+        f"WHERE NOT EXISTS (SELECT 1 FROM samples s WHERE s.sample_id = p.{col}::VARCHAR) "
+        f"ORDER BY {row if row_column else col} LIMIT ?",
+        [limit],
+    )
+
+
+def count_unknown_sample_ids(stage: str, id_column: str) -> Query:
+    col = quote_ident(id_column)
+    return (
+        f"SELECT count(*) FROM {quote_ident(stage)} p "
+        f"WHERE NOT EXISTS (SELECT 1 FROM samples s WHERE s.sample_id = p.{col}::VARCHAR)",
+        [],
+    )
+
+
+def stage_prob_predictions(stage: str, id_column: str, prob_expr: str) -> Query:
+    """Temp table ``pred`` with row, id and the probability vector built by ``prob_expr``."""
+    return (
+        f"CREATE OR REPLACE TEMP TABLE pred AS SELECT {STAGE_ROW}, "
+        f"{quote_ident(id_column)}::VARCHAR AS sample_id, ({prob_expr})::FLOAT[] AS probs "
+        f"FROM {quote_ident(stage)}",
+        [],
+    )
+
+
+def prob_columns_expr(columns: Sequence[str]) -> str:
+    """A list expression over quoted probability columns, in class order."""
+    return "[" + ", ".join(f"{quote_ident(c)}::DOUBLE" for c in columns) + "]"
+
+
+def bad_probability_rows(n_classes: int, tolerance: float, limit: int = 20) -> Query:
+    """Rows of ``pred`` whose vector has the wrong length, NULL/NaN/negative entries, or a bad sum."""
+    return (
+        "SELECT __row__, sample_id, CASE "
+        "WHEN probs IS NULL THEN 'no probabilities' "
+        "WHEN len(probs) <> ? THEN 'has ' || len(probs) || ' probabilities, expected ' || ? "
+        "WHEN list_count(probs) <> len(probs) THEN 'has an empty (NULL) probability' "
+        "WHEN isnan(list_sum(probs)) THEN 'has a NaN probability' "
+        "WHEN isinf(list_sum(probs)) THEN 'has an infinite probability' "
+        "WHEN list_min(probs) < 0 THEN 'has a negative probability' "
+        "WHEN list_min(probs) > 1 OR list_max(probs) > 1 THEN 'has a probability above 1' "
+        "ELSE 'probabilities sum to ' || round(list_sum(probs), 6) || ', not 1' END AS problem "
+        "FROM pred WHERE probs IS NULL OR len(probs) <> ? OR list_count(probs) <> len(probs) "
+        "OR NOT isfinite(list_sum(probs)) "
+        "OR list_min(probs) < 0 OR list_max(probs) > 1 OR abs(list_sum(probs) - 1) > ? "
+        "ORDER BY __row__ LIMIT ?",
+        [n_classes, n_classes, n_classes, tolerance, limit],
+    )
+
+
+def finalize_prob_predictions(classes: Sequence[str]) -> Query:
+    """Temp table ``pred_final``: id, top-1 label, its probability and the vector."""
+    return (
+        "CREATE OR REPLACE TEMP TABLE pred_final AS SELECT s.sample_key, "
+        "list_extract(?::VARCHAR[], list_position(probs, list_max(probs))) AS pred_label, "
+        "list_max(probs)::FLOAT AS confidence, probs::FLOAT[] AS probs "
+        "FROM pred JOIN samples s USING (sample_id)",
+        [list(classes)],
+    )
+
+
+def stage_top1_predictions(stage: str, id_column: str, label_column: str,
+                           confidence_column: str | None) -> Query:
+    conf = f"{quote_ident(confidence_column)}::DOUBLE" if confidence_column else "NULL::DOUBLE"
+    return (
+        f"CREATE OR REPLACE TEMP TABLE pred AS SELECT {STAGE_ROW}, "
+        f"{quote_ident(id_column)}::VARCHAR AS sample_id, "
+        f"nullif(trim({quote_ident(label_column)}::VARCHAR), '') AS pred_label, {conf} AS confidence "
+        f"FROM {quote_ident(stage)}",
+        [],
+    )
+
+
+def bad_top1_rows(classes: Sequence[str], has_confidence: bool, limit: int = 20) -> Query:
+    conf_problem = (
+        "WHEN confidence IS NULL THEN 'has no confidence' "
+        "WHEN isnan(confidence) THEN 'has a NaN confidence' "
+        "WHEN confidence < 0 OR confidence > 1 THEN 'has confidence ' || confidence || ' outside [0, 1]' "
+    ) if has_confidence else ""
+    conf_cond = (
+        " OR confidence IS NULL OR isnan(confidence) OR confidence < 0 OR confidence > 1"
+        if has_confidence else ""
+    )
+    return (
+        "SELECT __row__, sample_id, CASE "
+        "WHEN pred_label IS NULL THEN 'has no predicted label' "
+        "WHEN NOT list_contains(?::VARCHAR[], pred_label) THEN 'predicts unknown class ' || pred_label "
+        f"{conf_problem}ELSE 'is malformed' END FROM pred "
+        f"WHERE pred_label IS NULL OR NOT list_contains(?::VARCHAR[], pred_label){conf_cond} "
+        "ORDER BY __row__ LIMIT ?",
+        [list(classes), list(classes), limit],
+    )
+
+
+FINALIZE_TOP1 = (
+    "CREATE OR REPLACE TEMP TABLE pred_final AS SELECT s.sample_key, pred.pred_label, "
+    "coalesce(pred.confidence, 1.0)::FLOAT AS confidence, NULL::FLOAT[] AS probs "
+    "FROM pred JOIN samples s USING (sample_id)"
+)
+
+
+DISTINCT_PRED_LABELS = "SELECT DISTINCT pred_label FROM pred WHERE pred_label IS NOT NULL ORDER BY 1"
+
+
+def count_changed_predictions(run_id: int) -> Query:
+    return (
+        "SELECT count(*) FROM pred_final f LEFT JOIN predictions p "
+        "ON p.run_id = ? AND p.sample_key = f.sample_key "
+        "WHERE p.sample_key IS NULL OR p.pred_label <> f.pred_label "
+        "OR p.confidence IS DISTINCT FROM f.confidence OR p.probs IS DISTINCT FROM f.probs",
+        [run_id],
+    )
+
+
+def upsert_predictions(run_id: int) -> Query:
+    return (
+        "INSERT INTO predictions SELECT ?, sample_key, pred_label, confidence, probs FROM pred_final "
+        "ON CONFLICT (run_id, sample_key) DO UPDATE SET pred_label = excluded.pred_label, "
+        "confidence = excluded.confidence, probs = excluded.probs",
+        [run_id],
+    )
+
+
+def count_predictions(run_name: str) -> Query:
+    return ("SELECT count(*) FROM predictions p JOIN model_runs r USING (run_id) WHERE r.name = ?",
+            [run_name])
+
+
+def predicted_labels(run_name: str) -> Query:
+    return ("SELECT s.sample_id, p.pred_label FROM predictions p JOIN model_runs r USING (run_id) "
+            "JOIN samples s USING (sample_key) "
+            "WHERE r.name = ?", [run_name])
+
+
+MAX_RUN_ID = "SELECT max(run_id) FROM model_runs"
+
+
+def refresh_mirrored_predictions(run_id: int) -> list[Query]:
+    """Make ``samples.pred_label`` / ``pred_confidence`` equal run ``run_id``'s top-1 (changed rows only)."""
+    return [
+        ("UPDATE samples SET pred_label = p.pred_label, pred_confidence = p.confidence "
+         "FROM predictions p WHERE p.run_id = ? AND p.sample_key = samples.sample_key "
+         "AND (samples.pred_label IS DISTINCT FROM p.pred_label "
+         "OR samples.pred_confidence IS DISTINCT FROM p.confidence)", [run_id]),
+        ("UPDATE samples SET pred_label = NULL, pred_confidence = NULL WHERE pred_label IS NOT NULL "
+         "AND NOT EXISTS (SELECT 1 FROM predictions p WHERE p.run_id = ? "
+         "AND p.sample_key = samples.sample_key)", [run_id]),
+    ]

@@ -1,0 +1,162 @@
+"""SQL of the filtered view every page reads: the WHERE clause of a Filter, galleries, counts."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from al_core.db.sql import Query, quote_ident
+
+NULL_VALUE = "(missing)"
+
+
+def _in_list(expr: str, values: Sequence[Any], params: list[Any]) -> str:
+    """``expr IN (?, ...)``; the value ``(missing)`` also matches NULL."""
+    wanted = [v for v in values if v != NULL_VALUE]
+    parts = []
+    if wanted:
+        parts.append(f"{expr} IN ({', '.join('?' for _ in wanted)})")
+        params.extend(wanted)
+    if len(wanted) < len(values):
+        parts.append(f"{expr} IS NULL")
+    return "(" + " OR ".join(parts) + ")" if parts else "FALSE"
+
+
+@dataclass(frozen=True)
+class RunRef:
+    """A model run as the view sees it: mirrored in ``samples`` (``cached``) or joined as ``p``."""
+
+    run_id: int
+    name: str
+    cached: bool
+
+    @property
+    def label(self) -> str:
+        return "s.pred_label" if self.cached else "p.pred_label"
+
+    @property
+    def confidence(self) -> str:
+        return "s.pred_confidence" if self.cached else "p.confidence"
+
+
+def column_expr(column: str, fields: dict[str, str], run: RunRef | None = None) -> str:
+    """SQL for a filterable column of the view: a whitelisted name or a known metadata field."""
+    pred = run.label if run else "p.pred_label"
+    builtin = {"label": "s.label", "split": "s.split", "pred_label": pred,
+               "class_or_pred": f"coalesce(s.label, {pred})", "sample_id": "s.sample_id"}
+    if column in builtin:
+        return builtin[column]
+    if column in fields:
+        return f"s.{quote_ident(column)}"
+    raise ValueError(f"unknown column {column!r}")
+
+
+def needs_predictions(flt: Any) -> bool:
+    return any(c.column in ("pred_label", "class_or_pred") for c in flt.conditions)
+
+
+def filter_where(flt: Any, fields: dict[str, str], run: RunRef | None = None) -> Query:
+    """The WHERE clause (without the keyword) of a :class:`al_core.view.filters.Filter`."""
+    from datetime import timedelta
+
+    clauses: list[str] = []
+    params: list[Any] = []
+    if flt.splits:
+        clauses.append(_in_list("s.split", flt.splits, params))
+    if flt.classes:
+        clauses.append(_in_list("s.label", flt.classes, params))
+    if flt.labeled == "labeled":
+        clauses.append("s.label IS NOT NULL")
+    elif flt.labeled == "unlabeled":
+        clauses.append("s.label IS NULL")
+    if flt.tags:
+        sub: list[Any] = []
+        inner = _in_list("t.tag", flt.tags, sub)
+        clauses.append(f"EXISTS (SELECT 1 FROM tags t WHERE t.sample_id = s.sample_id AND {inner})")
+        params.extend(sub)
+    for name, values in flt.categorical:
+        clauses.append(_in_list(f"{column_expr(name, fields)}::VARCHAR", values, params))
+    for name, (lo, hi) in flt.numeric:
+        clauses.append(f"{column_expr(name, fields)} BETWEEN ? AND ?")
+        params += [lo, hi]
+    for name, (first, last) in flt.dates:
+        col = column_expr(name, fields)
+        clauses.append(f"{col} >= ?::TIMESTAMP AND {col} < ?::TIMESTAMP")
+        params += [first, last + timedelta(days=1)]
+    for cond in flt.conditions:
+        col = column_expr(cond.column, fields, run)
+        if cond.is_null:
+            clauses.append(f"{col} IS NULL")
+        elif cond.low is not None or cond.high is not None:
+            if cond.low is not None:
+                clauses.append(f"{col} >= ?")
+                params.append(cond.low)
+            if cond.high is not None:
+                clauses.append(f"{col} < ?")
+                params.append(cond.high)
+        else:
+            clauses.append(f"{col}::VARCHAR = ?")
+            params.append(str(cond.value))
+    return (" AND ".join(clauses) or "TRUE"), params
+
+
+def filtered_view(flt: Any, fields: dict[str, str], run: RunRef | None,
+                  columns: str = "s.*") -> Query:
+    """``SELECT columns FROM samples s [LEFT JOIN predictions p] WHERE <filter>``.
+
+    A run's predictions are joined (as ``p``) only for a run that ``samples`` does not mirror;
+    write prediction columns as ``run.label`` / ``run.confidence``.
+    """
+    where, params = filter_where(flt, fields, run)
+    if run is None or run.cached:
+        if run is None and needs_predictions(flt):
+            where = "FALSE"
+        return f"SELECT {columns} FROM samples s WHERE {where}", params
+    return (f"SELECT {columns} FROM samples s LEFT JOIN predictions p "
+            f"ON p.sample_key = s.sample_key AND p.run_id = ? WHERE {where}", [run.run_id, *params])
+
+
+def over(view: Query, select: str, extra: list[Any] | None = None) -> Query:
+    text, params = view
+    return f"WITH v AS ({text}) {select}", [*params, *(extra or [])]
+
+
+def field_range(name: str) -> Query:
+    """Minimum and maximum of a field over the whole catalog (stable bins across filters)."""
+    col = quote_ident(name)
+    return f"SELECT min({col}), max({col}) FROM samples", []
+
+
+def gallery_page(flt: Any, fields: dict[str, str], run: RunRef | None, show: Sequence[str],
+                 limit: int, offset: int) -> Query:
+    """One page of samples (id order) with label, prediction and a few metadata fields."""
+    meta = "".join(f", s.{quote_ident(n)}" for n in show)
+    pred = (f", {run.label} AS pred_label, {run.confidence} AS confidence" if run is not None
+            else ", NULL AS pred_label, NULL AS confidence")
+    view = filtered_view(flt, fields, run,
+                         f"s.sample_id, s.uri, s.content_hash, s.split, s.label{pred}{meta}")
+    text, params = view
+    return f"{text} ORDER BY s.sample_id LIMIT ? OFFSET ?", [*params, limit, offset]
+
+
+def count_filtered(flt: Any, fields: dict[str, str], run: RunRef | None) -> Query:
+    text, params = filtered_view(flt, fields, run, "count(*)")
+    return text, params
+
+
+def filtered_ids(flt: Any, fields: dict[str, str], run: RunRef | None) -> Query:
+    text, params = filtered_view(flt, fields, run, "s.sample_id")
+    return f"{text} ORDER BY s.sample_id", params
+
+
+def distinct_values(name: str, limit: int = 200) -> Query:
+    col = column_expr(name, {name: ""})
+    return (f"SELECT DISTINCT {col}::VARCHAR AS v FROM samples s WHERE {col} IS NOT NULL "
+            "ORDER BY v LIMIT ?", [limit])
+
+
+LIST_TAGS = "SELECT DISTINCT tag FROM tags ORDER BY tag"
+
+
+LATEST_RUN = "SELECT run_id, name FROM model_runs ORDER BY run_id DESC LIMIT 1"
