@@ -6,10 +6,10 @@ import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-import duckdb
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from al_core.db.catalog import Catalog
 from al_core.db.sql import quote_ident
 from al_core.view.filters import Condition, drill_spec
 
@@ -27,11 +27,8 @@ def app_catalog(demo_build: tuple[Path, object], tmp_path: Path, monkeypatch: py
 
 
 def _direct(path: Path, query: str) -> list[tuple]:
-    con = duckdb.connect(str(path))  # same process as the app: shares its database instance
-    try:
-        return con.execute(query).fetchall()
-    finally:
-        con.close()
+    """Plain SQL, written here, on the app's file (through the catalog's shared read connection)."""
+    return Catalog(path).query_rows(query)
 
 
 def _as_list(value: str | list[str]) -> list[str]:

@@ -25,25 +25,46 @@ def test_fresh_catalog_has_latest_schema_and_all_tables(tmp_path: Path) -> None:
         assert [v for (v,) in versions] == [m[0] for m in db_sql.MIGRATIONS]
 
 
-def test_older_catalog_is_upgraded_and_keeps_its_data(tmp_path: Path) -> None:
-    path = tmp_path / "old.duckdb"
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def _v1_catalog(path: Path) -> Path:
+    """A real schema-v1 file, built by the frozen v1 DDL (not by today's migrations)."""
     con = duckdb.connect(str(path))
-    old = Catalog(path, con, read_only=False, role="test")
-    old.migrate(target=1)
-    assert old.schema_version() == 1
-    con.execute("INSERT INTO samples (sample_id, uri, split, ingested_at) "
-                "VALUES ('s1', '/x.png', 'train', now()::TIMESTAMP)")
-    assert "tags" not in {r[0] for r in old.query_rows(db_sql.table_names())}
+    con.execute((FIXTURES / "catalog_schema_v1.sql").read_text())
     con.close()
+    return path
+
+
+def test_schema_v1_catalog_is_upgraded_and_keeps_its_data(tmp_path: Path) -> None:
+    path = _v1_catalog(tmp_path / "old.duckdb")
     with Catalog.open(path) as cat:
         assert cat.schema_version() == db_sql.LATEST_SCHEMA_VERSION
-        assert cat.query_rows("SELECT sample_id FROM samples") == [("s1",)]
-        assert "tags" in {r[0] for r in cat.query_rows(db_sql.table_names())}
+        assert [v for (v,) in cat.query_rows("SELECT version FROM schema_version ORDER BY 1")] \
+            == [m[0] for m in db_sql.MIGRATIONS]
+        assert cat.query_rows("SELECT sample_id, split, label, content_hash FROM samples ORDER BY 1") == [
+            ("s1", "train", "cat", "aa11"), ("s2", "val", "dog", "bb22"), ("s3", "unlabeled", None, "cc33")]
+        assert cat.query_rows("SELECT sample_id, label FROM labels ORDER BY label_seq") == [
+            ("s1", "cat"), ("s2", "dog")]
+        tables = {r[0] for r in cat.query_rows(db_sql.table_names())}
+        assert {"tags", "export_batches", "export_items"} <= tables
+        # the upgraded file takes new writes: sequences continue where v1 left them
+        with cat.transaction("test") as cur:
+            cur.execute("INSERT INTO samples (sample_id, uri, split, ingested_at) "
+                        "VALUES ('s4', '/data/s4.png', 'train', now()::TIMESTAMP)")
+        assert cat.scalar("SELECT sample_key FROM samples WHERE sample_id = 's4'") == 4
+        assert cat.data_version() == 2
+
+
+def test_read_only_open_of_an_old_catalog_asks_for_an_upgrade(tmp_path: Path) -> None:
+    path = _v1_catalog(tmp_path / "old.duckdb")
+    with pytest.raises(CatalogError, match="schema version 1 and needs upgrading"):
+        Catalog.open(path, read_only=True)
 
 
 def test_catalog_from_a_newer_version_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "new.duckdb"
-    Catalog.open(path).close()
+    Catalog.open(path).close()  # also lets go of the read connection, so the file is free
     con = duckdb.connect(str(path))
     con.execute("INSERT INTO schema_version VALUES (999, 'future', now()::TIMESTAMP, '9.9')")
     con.close()

@@ -47,6 +47,24 @@ def quote_literal_path(path: str) -> str:
     return "'" + path.replace("'", "''") + "'"
 
 
+def attach(path: str, alias: str, read_only: bool) -> str:
+    """ATTACH the catalog file (a literal: ATTACH takes no parameters) under ``alias``."""
+    mode = " (READ_ONLY)" if read_only else ""
+    return f"ATTACH {quote_literal_path(path)} AS {quote_ident(alias)}{mode}"
+
+
+def use(alias: str) -> str:
+    return f"USE {quote_ident(alias)}"
+
+
+def detach(alias: str) -> str:
+    return f"DETACH {quote_ident(alias)}"
+
+
+def set_temp_directory(path: str) -> str:
+    return f"SET temp_directory = {quote_literal_path(path)}"
+
+
 #: Numbered migrations. Each one runs in a single transaction together with its row in
 #: ``schema_version``. Never edit a released migration: append a new one.
 MIGRATIONS: list[tuple[int, str, list[str]]] = [
@@ -166,7 +184,8 @@ CREATE_SCHEMA_VERSION = """CREATE TABLE IF NOT EXISTS schema_version (
 
 HAS_SCHEMA_VERSION = (
     "SELECT count(*) FROM information_schema.tables "
-    "WHERE table_name = 'schema_version' AND table_schema = 'main'"
+    "WHERE table_name = 'schema_version' AND table_schema = 'main' "
+    "AND table_catalog = current_database()"
 )
 
 
@@ -208,7 +227,7 @@ def metadata_fields() -> Query:
 def table_names() -> Query:
     return (
         "SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' "
-        "AND table_type = 'BASE TABLE' ORDER BY 1",
+        "AND table_catalog = current_database() AND table_type = 'BASE TABLE' ORDER BY 1",
         [],
     )
 

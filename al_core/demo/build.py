@@ -133,7 +133,7 @@ def build_demo(catalog_path: Path, *, size: int = 5000, seed: int = 0, epochs: i
                              f"{epochs} epochs), penultimate layer", plan["sample_id"].tolist(), feats)
             predicted = np.array(classes)[probs_arr.argmax(axis=1)]
         if cat.scalar(db_sql.get_info("demo_build")) != stamp:
-            with cat.transaction() as cur:
+            with cat.transaction("record the demo build") as cur:
                 cur.execute(*db_sql.set_info("demo_build", stamp))
     report.accuracy = slice_accuracy(plan, predicted, ~plan["labeled"].to_numpy())
     report.seconds = time.perf_counter() - t0

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from al_core.db import sql as db_sql
-from al_core.db.catalog import Catalog
+from al_core.db.catalog import Catalog, new_connection
 from al_core.embeddings import sql
 from al_core.errors import IngestError
 from al_core.ingest import sql as ingest_sql
@@ -31,19 +31,21 @@ def store_embeddings(cat: Catalog, name: str, model: str, sample_ids: Sequence[s
         raise IngestError(source, [f"vector for sample {sample_ids[i]!r} has NaN or infinite "
                                    "values" for i in bad[:20]])
     dim = int(vectors.shape[1])
-    cur = cat.cursor()
-    existing = cur.execute(*sql.find_embedding_set(name)).fetchone()
-    if existing and (existing[1] != model or existing[2] != dim):
-        raise IngestError(source, [f"already exists for model {existing[1]!r} with dim "
-                                   f"{existing[2]}; got model {model!r} with dim {dim}"])
     frame = pd.DataFrame({"sample_id": pd.array(list(sample_ids), dtype="string"),
                           "vector": list(vectors)})
-    cur.register("vectors_frame", frame)
+    cur = new_connection()
     try:
-        unknown = cur.execute(*ingest_sql.unknown_sample_ids("vectors_frame", "sample_id", row_column=None)).fetchall()
+        cur.register("vectors_frame", frame)
+        with cat.read(cur):
+            unknown = cur.execute(*ingest_sql.unknown_sample_ids(
+                "vectors_frame", "sample_id", row_column=None)).fetchall()
         if unknown:
             raise IngestError(source, [f"sample id {sid!r} is not in the catalog" for _, sid in unknown])
-        with cat.transaction(cur):
+        with cat.transaction(f"store embedding set {name!r}", con=cur):
+            existing = cur.execute(*sql.find_embedding_set(name)).fetchone()
+            if existing and (existing[1] != model or existing[2] != dim):
+                raise IngestError(source, [f"already exists for model {existing[1]!r} with dim "
+                                           f"{existing[2]}; got model {model!r} with dim {dim}"])
             if existing:
                 set_id, table = existing[0], existing[3]
             else:
@@ -53,7 +55,7 @@ def store_embeddings(cat: Catalog, name: str, model: str, sample_ids: Sequence[s
                 table = sql.vectors_table_name(set_id)
             cur.execute(*sql.insert_vectors(table, "vectors_frame", dim))
     finally:
-        cur.unregister("vectors_frame")
+        cur.close()
     return set_id
 
 

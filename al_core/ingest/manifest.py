@@ -10,7 +10,7 @@ import duckdb
 import pandas as pd
 
 from al_core.db import sql as db_sql
-from al_core.db.catalog import Catalog
+from al_core.db.catalog import Catalog, new_connection
 from al_core.errors import IngestError
 from al_core.ingest import files, sql
 from al_core.ingest.images import probe_images
@@ -178,10 +178,9 @@ def _uri_conflicts(cur: duckdb.DuckDBPyConnection) -> list[str]:
             cur.execute(*sql.uri_conflicts()).fetchall()]
 
 
-def _probe(cur: duckdb.DuckDBPyConnection, source: str, *, reprobe: bool, skip_bad: bool,
+def _probe(cur: duckdb.DuckDBPyConnection, source: str, todo: list[tuple], *, skip_bad: bool,
            progress: bool) -> list[str]:
-    """Probe local images of ``norm``; builds ``norm_probed``; returns skipped problems."""
-    todo = cur.execute(*sql.local_uris_to_probe(only_new=not reprobe)).fetchall()
+    """Probe ``todo`` (row, id, path) images of ``norm``; builds ``norm_probed``; returns skipped problems."""
     rows, widths, heights, hashes, skip, problems = [], [], [], [], [], []
     for res in probe_images(todo, total=len(todo), progress=progress):
         rows.append(res.row)
@@ -208,15 +207,27 @@ def _probe(cur: duckdb.DuckDBPyConnection, source: str, *, reprobe: bool, skip_b
     return problems
 
 
-def _write(cat: Catalog, cur: duckdb.DuckDBPyConnection, result: ImportResult,
+def _recheck(cur: duckdb.DuckDBPyConnection, source: str, plan: list[tuple[str, str, str]]) -> None:
+    """Inside the write: what validation read from the catalog must still hold (it may have changed)."""
+    now = dict(cur.execute(*db_sql.metadata_fields()).fetchall())
+    changed = [f"metadata field {name!r} became {now[name]} in the catalog meanwhile"
+               for _, name, dtype in plan if name in now and not _compatible(now[name], dtype)]
+    problems = changed + _uri_conflicts(cur)
+    if problems:
+        raise IngestError(source, [*problems, "the catalog changed during this import; run it again"])
+
+
+def _write(cat: Catalog, stage: duckdb.DuckDBPyConnection, result: ImportResult,
            plan: list[tuple[str, str, str]], existing: dict[str, str], label_source: str,
            batch_id: int | None) -> None:
     meta_names = [name for _, name, _ in plan]
     try:
-        with cat.transaction(cur):
+        with cat.transaction(f"{result.kind} import of {result.source}", con=stage) as cur:
+            _recheck(cur, result.source, plan)
+            now = cat.metadata_fields(cur)
             import_id = int(cur.execute(sql.NEXT_IMPORT_ID).fetchone()[0])
             for _, name, dtype in plan:
-                if name not in existing:
+                if name not in now:
                     for q in sql.add_metadata_field(name, dtype):
                         cur.execute(*q)
                     result.fields_added.append(name)
@@ -246,7 +257,11 @@ def ingest_staged(cat: Catalog, cur: duckdb.DuckDBPyConnection, *, kind: str, so
                   reprobe: bool = False, skip_bad_images: bool = False,
                   label_source: str | None = None, batch_id: int | None = None,
                   default_split: str = "train", progress: bool = True) -> ImportResult:
-    """Validate the temp table ``stage`` as a manifest and write it in one transaction."""
+    """Validate the temp table ``stage`` of the private connection ``cur``; write it in one transaction.
+
+    Staging, validation and the image probe run without holding the catalog; it is attached
+    read-only for the checks that need it and for writing only during the final transaction.
+    """
     columns = files.staged_columns(cur, "stage")
     roles = resolve_roles(list(columns), overrides or {})
     columns = _detect_text_timestamps(cur, columns, skip={c for c in roles.values() if c})
@@ -265,13 +280,15 @@ def ingest_staged(cat: Catalog, cur: duckdb.DuckDBPyConnection, *, kind: str, so
         cur.execute(*sql.normalized_manifest("stage", roles, base, default_split, "unlabeled", plan))
     except duckdb.Error as err:
         raise IngestError(source, [f"cannot convert values: {str(err).splitlines()[0]}"]) from None
-    problems = _duplicates(cur) + _uri_conflicts(cur)
+    problems = _duplicates(cur)
+    with cat.read(cur):  # the catalog attached read-only, only for these checks
+        problems += _uri_conflicts(cur)
+        todo = cur.execute(*sql.local_uris_to_probe(only_new=not reprobe)).fetchall() if probe else []
     if problems:
         raise IngestError(source, problems)
     result = ImportResult(kind=kind, source=source, rows=rows)
-    if probe:
-        result.skipped = _probe(cur, source, reprobe=reprobe, skip_bad=skip_bad_images,
-                                progress=progress)
+    if probe:  # the long part runs with the catalog free for everyone
+        result.skipped = _probe(cur, source, todo, skip_bad=skip_bad_images, progress=progress)
     else:
         cur.execute(*sql.stage_probe_results_none())
     _write(cat, cur, result, plan, existing, label_source or f"{kind}:{Path(source).name}",
@@ -291,7 +308,7 @@ def ingest_manifest(cat: Catalog, path: str | Path, *, path_column: str | None =
     before anything is written; the write is one transaction; re-running changes nothing.
     """
     path = Path(path)
-    cur = cat.cursor()
+    cur = new_connection()
     try:
         n = files.stage(cur, "stage", path)
         overrides = {"path": path_column, "id": id_column, "label": label_column,
@@ -309,7 +326,7 @@ def ingest_frame(cat: Catalog, frame: pd.DataFrame, *, kind: str, source: str, b
     """Import an in-memory manifest frame (used by the folder and COCO importers and the demo)."""
     if frame.empty:
         raise IngestError(source, ["contains no images"])
-    cur = cat.cursor()
+    cur = new_connection()
     try:
         files.stage_frame(cur, "stage", frame)
         return ingest_staged(cat, cur, kind=kind, source=source, base_dir=base_dir,

@@ -11,7 +11,7 @@ import duckdb
 import pandas as pd
 
 from al_core.db import sql as db_sql
-from al_core.db.catalog import Catalog
+from al_core.db.catalog import Catalog, new_connection
 from al_core.errors import IngestError
 from al_core.ingest import files, sql
 
@@ -115,11 +115,8 @@ def _stage_predictions(cur: duckdb.DuckDBPyConnection, source: str, layout: _Lay
             cur.execute(*sql.stage_prob_predictions("stage", layout.id_col, layout.prob_expr))
         except duckdb.Error as err:
             raise IngestError(source, [f"probabilities are not numbers: {str(err).splitlines()[0]}"]) from None
-        problems = _row_problems(cur.execute(
+        return _row_problems(cur.execute(
             *sql.bad_probability_rows(len(layout.classes), tolerance)).fetchall())
-        if not problems:
-            cur.execute(*sql.finalize_prob_predictions(layout.classes))
-        return problems
     try:
         cur.execute(*sql.stage_top1_predictions("stage", layout.id_col, layout.label_col,  # type: ignore[arg-type]
                                                 layout.confidence_col))
@@ -127,11 +124,8 @@ def _stage_predictions(cur: duckdb.DuckDBPyConnection, source: str, layout: _Lay
         raise IngestError(source, [f"confidence is not a number: {str(err).splitlines()[0]}"]) from None
     if not layout.classes:
         layout.classes = [r[0] for r in cur.execute(sql.DISTINCT_PRED_LABELS).fetchall()]
-    problems = _row_problems(cur.execute(
+    return _row_problems(cur.execute(
         *sql.bad_top1_rows(layout.classes, layout.confidence_col is not None)).fetchall())
-    if not problems:
-        cur.execute(sql.FINALIZE_TOP1)
-    return problems
 
 
 def _import_staged(cat: Catalog, cur: duckdb.DuckDBPyConnection, source: str, run: str, rows: int,
@@ -141,39 +135,68 @@ def _import_staged(cat: Catalog, cur: duckdb.DuckDBPyConnection, source: str, ru
         raise IngestError(source, ["a model run name is required (--run NAME)"])
     if classes is not None and len(set(classes)) != len(classes):
         raise IngestError(source, [f"--classes lists a class twice: {classes}"])
-    existing = cur.execute(*sql.find_run(run)).fetchone()
+    existing = cat.query_rows(sql.find_run(run))
+    existing = existing[0] if existing else None
     run_classes = list(existing[1]) if existing else None
     layout = _layout(source, files.staged_columns(cur, "stage"), classes, run_classes, id_column)
     has_probs = layout.prob_expr is not None
-    problems = _validate_ids(cur, layout.id_col)
-    problems += _stage_predictions(cur, source, layout, tolerance)
-    if existing and (list(existing[1]) != layout.classes or bool(existing[2]) != has_probs):
-        problems.append(f"run {run!r} already exists with classes {list(existing[1])} "
-                        f"({'probabilities' if existing[2] else 'top-1'}); this file has "
-                        f"{layout.classes} ({'probabilities' if has_probs else 'top-1'}). "
-                        "Use a new run name.")
+    problems = _stage_predictions(cur, source, layout, tolerance)
+    with cat.read(cur):  # the catalog attached read-only for the id checks
+        problems = _validate_ids(cur, layout.id_col) + problems
+    problems += _run_mismatch(run, existing, layout.classes, has_probs)
     if problems:
         raise IngestError(source, problems)
     result = PredictionResult(run, existing[0] if existing else None, rows, 0, layout.classes,
                               has_probs)
-    # new or changed rows; an existing run's count is taken once, before the write
-    changed = (int(cur.execute(*sql.count_changed_predictions(existing[0])).fetchone()[0])
-               if existing else rows)
-    if changed == 0:
-        return result
-    with cat.transaction(cur):
-        import_id = int(cur.execute(sql.NEXT_IMPORT_ID).fetchone()[0])
-        if existing is None:
-            result.run_id = int(cur.execute(*sql.create_run(run, layout.classes, has_probs,
-                                                            import_id)).fetchone()[0])
-        result.changed = changed
-        cur.execute(*sql.upsert_predictions(result.run_id))
-        if cur.execute(sql.MAX_RUN_ID).fetchone()[0] == result.run_id:
-            for q in sql.refresh_mirrored_predictions(result.run_id):
-                cur.execute(*q)
-        cur.execute(*sql.record_import(import_id, "predictions", source, json.dumps(
-            {"run": run, "rows": rows, "changed": result.changed})))
+    try:
+        with cat.transaction(f"predictions import of {source} (run {run!r})", con=cur):
+            _write(cur, result, source, layout, has_probs)
+    except _NothingChanged:
+        pass
     return result
+
+
+class _NothingChanged(Exception):
+    """Raised inside the write transaction to roll back an import that changes nothing."""
+
+
+def _run_mismatch(run: str, existing: tuple | None, classes: list[str], has_probs: bool) -> list[str]:
+    if existing and (list(existing[1]) != classes or bool(existing[2]) != has_probs):
+        return [f"run {run!r} already exists with classes {list(existing[1])} "
+                f"({'probabilities' if existing[2] else 'top-1'}); this file has "
+                f"{classes} ({'probabilities' if has_probs else 'top-1'}). Use a new run name."]
+    return []
+
+
+def _write(cur: duckdb.DuckDBPyConnection, result: PredictionResult, source: str,
+           layout: _Layout, has_probs: bool) -> None:
+    """Inside the write transaction: re-read the run, then upsert what is new or changed."""
+    existing = cur.execute(*sql.find_run(result.run)).fetchone()
+    problems = _run_mismatch(result.run, existing, layout.classes, has_probs)
+    problems += [f"sample id {sid!r} was removed from the catalog meanwhile" for _, sid in
+                 cur.execute(*sql.unknown_sample_ids("stage", layout.id_col)).fetchall()]
+    if problems:
+        raise IngestError(source, [*problems, "the catalog changed during this import; run it again"])
+    if has_probs:
+        cur.execute(*sql.finalize_prob_predictions(layout.classes))
+    else:
+        cur.execute(sql.FINALIZE_TOP1)
+    result.changed = (int(cur.execute(*sql.count_changed_predictions(existing[0])).fetchone()[0])
+                      if existing else result.rows)
+    if result.changed == 0:
+        raise _NothingChanged
+    import_id = int(cur.execute(sql.NEXT_IMPORT_ID).fetchone()[0])
+    if existing is None:
+        result.run_id = int(cur.execute(*sql.create_run(result.run, layout.classes, has_probs,
+                                                        import_id)).fetchone()[0])
+    else:
+        result.run_id = int(existing[0])
+    cur.execute(*sql.upsert_predictions(result.run_id))
+    if cur.execute(sql.MAX_RUN_ID).fetchone()[0] == result.run_id:
+        for q in sql.refresh_mirrored_predictions(result.run_id):
+            cur.execute(*q)
+    cur.execute(*sql.record_import(import_id, "predictions", source, json.dumps(
+        {"run": result.run, "rows": result.rows, "changed": result.changed})))
 
 
 def import_predictions(cat: Catalog, path: str | Path, run: str, *,
@@ -187,7 +210,7 @@ def import_predictions(cat: Catalog, path: str | Path, run: str, *,
     summing to 1 within ``tolerance``) before one transaction writes them.
     """
     path = Path(path)
-    cur = cat.cursor()
+    cur = new_connection()
     try:
         n = files.stage(cur, "stage", path)
         return _import_staged(cat, cur, str(path), run, n, classes, id_column, tolerance)
@@ -199,7 +222,7 @@ def import_predictions_frame(cat: Catalog, frame: pd.DataFrame, run: str, *, sou
                              classes: list[str] | None = None,
                              tolerance: float = DEFAULT_TOLERANCE) -> PredictionResult:
     """Like :func:`import_predictions` for an in-memory frame (used by the demo's model)."""
-    cur = cat.cursor()
+    cur = new_connection()
     try:
         files.stage_frame(cur, "stage", frame)
         return _import_staged(cat, cur, source, run, len(frame), classes, None, tolerance)
