@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,6 +20,10 @@ from al_core.errors import AlExplorerError
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8501
 APP_FILE = Path(__file__).resolve().parent.parent / "app.py"
+STOP_GRACE_S = 10.0  # how long a stopped app may take to exit before it is killed
+SIGHUP = getattr(signal, "SIGHUP", None)
+EXIT_BROKEN_PIPE = 128 + 13  # what a shell reports for a process killed by SIGPIPE
+EXIT_INTERRUPTED = 128 + 2  # ... and by SIGINT
 
 
 def _add_catalog(p: argparse.ArgumentParser) -> None:
@@ -126,17 +133,92 @@ def cmd_info(args: argparse.Namespace) -> int:
 
 
 def serve(catalog: Path, host: str, port: int) -> int:
-    """Run the Streamlit app on ``catalog`` in the foreground until interrupted."""
+    """Run the Streamlit app on ``catalog`` in the foreground until it exits or is stopped."""
     env = dict(os.environ, **{ENV_CATALOG: str(catalog.resolve()),
                               "AL_EXPLORER_URL": f"http://{host}:{port}"})
     cmd = [sys.executable, "-m", "streamlit", "run", str(APP_FILE),
            "--server.address", host, "--server.port", str(port), "--server.headless", "true",
            "--browser.gatherUsageStats", "false"]
     print(f"al-explorer: serving {catalog} at http://{host}:{port} (Ctrl+C to stop)", flush=True)
+    return run_foreground(cmd, env)
+
+
+def _stop_signals() -> list[signal.Signals]:
+    names = ("SIGINT", "SIGTERM", "SIGHUP")
+    return [getattr(signal, name) for name in names if hasattr(signal, name)]
+
+
+def _run_foreground_console(cmd: Sequence[str], env: dict[str, str] | None,
+                            grace_s: float) -> int:
+    """Windows: no process groups to manage; the console's Ctrl+C reaches the child itself."""
+    child = subprocess.Popen(cmd, env=env)
     try:
-        return subprocess.call(cmd, env=env)
+        return child.wait()
     except KeyboardInterrupt:
-        return 0
+        try:
+            child.wait(timeout=grace_s)
+        except subprocess.TimeoutExpired:
+            child.kill()
+            child.wait()
+        return EXIT_INTERRUPTED
+
+
+def run_foreground(cmd: Sequence[str], env: dict[str, str] | None = None,
+                   grace_s: float = STOP_GRACE_S) -> int:
+    """Run ``cmd`` as a child until it exits; SIGINT, SIGTERM and SIGHUP stop it too.
+
+    On POSIX the child gets its own process group, so a terminal's Ctrl+C reaches only this
+    process, which passes it on exactly once. A stop signal is forwarded to the child's group
+    (SIGHUP as SIGTERM: Streamlit shuts down cleanly on SIGINT/SIGTERM only); if the child has
+    not exited ``grace_s`` seconds later, its group is killed. Returns the child's exit status,
+    or 128 + the signal number when a signal stopped it, as a shell would report it.
+    """
+    if os.name != "posix":
+        return _run_foreground_console(cmd, env, grace_s)
+    received: list[int] = []
+    proc: subprocess.Popen[bytes] | None = None
+
+    def forward(signum: int) -> None:
+        if proc is not None and proc.returncode is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGTERM if signum == SIGHUP else signum)
+
+    def on_signal(signum: int, frame: object) -> None:
+        received.append(signum)
+        forward(signum)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in _stop_signals()}
+    try:
+        proc = subprocess.Popen(cmd, env=env, process_group=0)
+        for signum in received:  # arrived while the child was being started
+            forward(signum)
+        deadline: float | None = None
+        while True:
+            try:
+                status = proc.wait(timeout=0.25)
+                break
+            except subprocess.TimeoutExpired:
+                if received and deadline is None:
+                    deadline = time.monotonic() + grace_s
+                if deadline is not None and time.monotonic() >= deadline:
+                    print(f"al-explorer: the app did not stop within {grace_s:g} s; killing it",
+                          file=sys.stderr, flush=True)
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    status = proc.wait()
+                    break
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)  # whatever the child left in its group goes too
+    finally:
+        if proc is not None and proc.returncode is None:  # unexpected error here: leave nothing
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if received:
+        return 128 + received[0]
+    return status if status >= 0 else 128 - status
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -164,10 +246,33 @@ COMMANDS = {
 }
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+def _quiet_stdout() -> None:
+    """After a broken pipe: point stdout at devnull so the exit-time flush cannot fail again."""
     try:
-        return COMMANDS[args.command](args)
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):  # replaced stdout (tests): nothing to redirect
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        try:
+            args = build_parser().parse_args(argv)
+        except SystemExit:  # --help/--version/usage errors: their output may meet a closed pipe too
+            sys.stdout.flush()
+            raise
+        status = COMMANDS[args.command](args)
+        sys.stdout.flush()  # inside the try: a closed pipe shows up here, not at exit
+        return status
     except AlExplorerError as err:
         print(f"al-explorer: error: {err}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `al-explorer info | head -1`: the reader has gone; stop quietly
+        _quiet_stdout()
+        return EXIT_BROKEN_PIPE
+    except KeyboardInterrupt:
+        print("al-explorer: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -43,3 +45,31 @@ def test_errors_are_messages_not_tracebacks(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert "bad.csv: has no data rows" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_closed_pipe_exits_quietly(tmp_path: Path) -> None:
+    """`al-explorer info | head -1`: no BrokenPipeError traceback, no "Exception ignored"."""
+    images = tmp_path / "images"
+    images.mkdir()
+    # ~90 kB of info output: more than a pipe buffer (64 kB) and the reader's first read together
+    fields = {f"field_{i:03d}_{'x' * 100}": [i] for i in range(700)}
+    manifest = write_manifest(pd.DataFrame({"path": ["images/a.png"], "label": ["cat"], **fields}),
+                              tmp_path / "m.csv")
+    db = str(tmp_path / "c.duckdb")
+    assert main(["ingest", str(manifest), "--catalog", db, "--no-probe", "--no-progress"]) == 0
+
+    read_end, write_end = os.pipe()
+    if sys.platform.startswith("linux"):  # a one-page pipe: the writer blocks all the sooner
+        import fcntl
+        with contextlib.suppress(OSError):
+            fcntl.fcntl(write_end, getattr(fcntl, "F_SETPIPE_SZ", 1031), 4096)
+    with open(read_end, "rb") as reader:
+        proc = subprocess.Popen([sys.executable, "-m", "al_core", "info", "--catalog", db],
+                                stdout=write_end, stderr=subprocess.PIPE)
+        os.close(write_end)
+        first = reader.readline()
+    # the reader has gone with most of the output unread
+    _, err = proc.communicate(timeout=120)
+    assert first.startswith(b"catalog "), first
+    assert err.decode() == ""
+    assert proc.returncode == 141
