@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages._components import mark_shell_run
+from pages._ui.shell import run_page
 
 st.set_page_config(page_title="al-explorer", page_icon=":material/travel_explore:", layout="wide")
 
@@ -15,5 +15,4 @@ PAGES = [
 ]
 
 navigation = st.navigation(PAGES)
-mark_shell_run()
-navigation.run()
+run_page(navigation)

@@ -7,7 +7,9 @@ import streamlit as st
 from al_core import overview
 from al_core.overview import charts
 from al_core.view.filters import drill_spec, field_kind, parse_drill
-from pages._components import call, catalog, empty_state, gallery, sidebar_filter
+from pages._ui.gallery import gallery
+from pages._ui.shell import call, catalog, empty_state
+from pages._ui.sidebar import sidebar_filter
 
 DRILL_KEY = "overview_drill"
 

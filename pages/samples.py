@@ -5,7 +5,9 @@ from __future__ import annotations
 import streamlit as st
 
 from al_core import overview
-from pages._components import catalog, empty_state, gallery, sidebar_filter
+from pages._ui.gallery import gallery
+from pages._ui.shell import catalog, empty_state
+from pages._ui.sidebar import sidebar_filter
 
 cat = catalog()
 st.title("Samples")

@@ -79,7 +79,7 @@ def test_a_page_opened_first_by_its_url_keeps_the_shell(served: tuple[str, Path,
     page.wait_for_selector("h1:has-text('Samples')", timeout=90_000)
     nav = page.locator("[data-testid='stSidebarNav']")
     nav.get_by_text("Overview", exact=True).wait_for(timeout=30_000)
-    assert nav.get_by_text("_components").count() == 0
+    assert nav.get_by_text("_ui").count() == 0
     page.close()
 
 
@@ -113,15 +113,72 @@ def test_overview_renders_charts_and_a_bar_click_drills_down(served: tuple[str, 
     page.close()
 
 
-def test_cli_write_while_the_app_runs_names_the_app(served: tuple[str, Path, dict], tmp_path: Path) -> None:
-    from al_core.db.catalog import read_owner
+HOLD_WRITE = """
+import sys
+from pathlib import Path
+from al_core.db.catalog import Catalog
+with Catalog(Path(sys.argv[1])).transaction("a long write from a test") as cur:
+    print("writing", flush=True)
+    sys.stdin.readline()
+"""
 
-    url, path, _ = served  # the app took the file on its first page view (the test above)
-    owner = read_owner(path)
-    assert owner and owner["role"] == "app" and owner["url"] == url
-    (tmp_path / "m.csv").write_text("path\nx.png\n")
-    proc = subprocess.run([sys.executable, "-m", "al_core", "ingest", str(tmp_path / "m.csv"), "--catalog",
-                           str(path), "--no-probe"], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 1
-    assert f"running al-explorer app at {url}" in proc.stderr
-    assert "Traceback" not in proc.stderr
+
+def _samples_metric(page: object) -> int:
+    metric = page.locator("[data-testid='stMetric']", has_text="Samples").first
+    return int(metric.locator("[data-testid='stMetricValue']").inner_text().replace(",", ""))
+
+
+def test_cli_writes_while_the_app_is_open_and_the_app_shows_them(
+        served: tuple[str, Path, dict], browser: object, tmp_path: Path) -> None:
+    """The acceptance flow: app open in a browser, the CLI ingests and imports, the app reruns."""
+    from PIL import Image
+
+    from al_core.db.catalog import Catalog
+
+    url, path, _ = served
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(url, wait_until="domcontentloaded")
+    page.wait_for_selector("h1:has-text('Overview')", timeout=90_000)
+    page.locator("[data-testid='stMetricValue']").first.wait_for(timeout=60_000)
+    before = _samples_metric(page)
+
+    for i in range(3):
+        Image.new("RGB", (20, 20), (40 * i, 90, 200)).save(tmp_path / f"new{i}.png")
+    (tmp_path / "m.csv").write_text("path,sample_id\n" + "".join(f"new{i}.png,cli-{i}\n" for i in range(3)))
+    classes = Catalog(path).scalar("SELECT classes FROM model_runs ORDER BY run_id LIMIT 1")
+    (tmp_path / "p.csv").write_text("sample_id,pred_label,confidence\n"
+                                    + "".join(f"cli-{i},{classes[0]},0.5\n" for i in range(3)))
+    cli = [sys.executable, "-m", "al_core"]
+    t0 = time.monotonic()
+    ingest = subprocess.run([*cli, "ingest", str(tmp_path / "m.csv"), "--catalog", str(path), "--no-progress"],
+                            capture_output=True, text=True, timeout=120)
+    assert ingest.returncode == 0, ingest.stderr
+    assert "3 new samples" in ingest.stdout
+    preds = subprocess.run([*cli, "import-predictions", str(tmp_path / "p.csv"), "--run", "cli-run",
+                            "--catalog", str(path)], capture_output=True, text=True, timeout=120)
+    assert preds.returncode == 0, preds.stderr
+    assert time.monotonic() - t0 < 60  # neither waited on the open app for long
+
+    page.get_by_role("button", name="Clear filters").click()  # any widget: a rerun of this session
+    page.wait_for_function(
+        f"[...document.querySelectorAll('[data-testid=stMetricValue]')].some(e => e.innerText.replace(/,/g, '') == '{before + 3}')",
+        timeout=60_000)
+    assert _samples_metric(page) == before + 3
+
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_WRITE, str(path)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "writing"
+        page.reload(wait_until="domcontentloaded")
+        page.get_by_text("The catalog is busy").first.wait_for(timeout=60_000)
+        page.get_by_text("a long write from a test").first.wait_for(timeout=30_000)
+        shot = tmp_path / "busy.png"
+        page.screenshot(path=str(shot))
+    finally:
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        holder.wait(timeout=60)
+    page.wait_for_selector("h1:has-text('Overview')", timeout=60_000)
+    page.locator("[data-testid='stMetricValue']").first.wait_for(timeout=60_000)
+    assert page.get_by_text("The catalog is busy").count() == 0
+    page.close()

@@ -1,0 +1,94 @@
+"""The app shell: routing pages through app.py, the catalog handle, cached calls, busy catalogs."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from typing import Any
+
+import streamlit as st
+
+from al_core import overview, view
+from al_core.db.catalog import Catalog, resolve_catalog_path
+from al_core.errors import CatalogBusyError, CatalogError
+from al_core.view.filters import Filter
+
+#: How long a page waits for a writer (a CLI import, say) before it shows "catalog busy".
+APP_WAIT_S = 3.0
+BUSY_RETRY_S = 1.0
+
+_run = threading.local()
+
+
+def run_page(page: Any) -> None:
+    """Run the selected page inside the shell; while the catalog is busy, say so and retry."""
+    _run.shell = True
+    try:
+        page.run()
+    except CatalogBusyError as err:
+        st.warning("The catalog is busy; this page retries by itself in a moment.",
+                   icon=":material/hourglass_top:")
+        st.text(str(err))  # as text: it names files and ids a user wrote
+        time.sleep(BUSY_RETRY_S)
+        st.rerun()
+    finally:
+        _run.shell = False
+
+
+def _ensure_shell() -> None:
+    """Route a page that Streamlit ran directly back through app.py.
+
+    With a ``pages/`` folder beside the entry script, Streamlit runs the requested page file
+    itself (its older multipage mode) until app.py has called ``st.navigation`` once in this
+    server. That would drop the shell's navigation, so switch the mode off and rerun.
+    """
+    if getattr(_run, "shell", False):
+        return
+    try:  # an internal of Streamlit's; if it moves, pages still work, only without the shell
+        from streamlit.runtime.pages_manager import PagesManager
+    except ImportError:
+        return
+    PagesManager.uses_pages_directory = False
+    st.rerun()
+
+
+@st.cache_resource(show_spinner=False)
+def _open_catalog(path: str) -> Catalog:
+    url = os.environ.get("AL_EXPLORER_URL")
+    return Catalog.open(path, role="app", url=url, wait=APP_WAIT_S)
+
+
+def catalog() -> Catalog:
+    """The app's catalog handle (it holds no connection), or a clear stop if it cannot be used."""
+    _ensure_shell()
+    path = str(resolve_catalog_path().resolve())
+    try:
+        return _open_catalog(path)
+    except CatalogBusyError:
+        raise  # run_page shows it and retries
+    except CatalogError as err:
+        st.error("The catalog cannot be opened.")
+        st.text(str(err))
+        st.stop()
+        raise
+
+
+def empty_state(cat: Catalog) -> bool:
+    """Show how to fill an empty catalog; True if it is empty."""
+    if view.sample_count(cat):
+        return False
+    st.info(f"The catalog `{cat.path}` has no samples yet. Fill it with the demo "
+            "(`al-explorer demo`) or your own data (`al-explorer ingest PATH`), then reload.")
+    return True
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def cached(func: str, path: str, version: int, flt: Filter, *args: Any) -> Any:
+    """Run ``al_core.overview.<func>(cat, flt, *args)``, cached per (catalog, version, filter, args)."""
+    del version  # part of the cache key only
+    return getattr(overview, func)(_open_catalog(path), flt, *args)
+
+
+def call(cat: Catalog, func: str, flt: Filter, *args: Any) -> Any:
+    return cached(func, str(cat.path.resolve()), cat.data_version(), flt, *args)
