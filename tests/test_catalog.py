@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import duckdb
@@ -9,7 +10,14 @@ import numpy as np
 import pytest
 
 from al_core.db import sql as db_sql
-from al_core.db.catalog import ENV_CATALOG, Catalog, resolve_catalog_path
+from al_core.db.catalog import (
+    ENV_CATALOG,
+    LINGER_S,
+    Catalog,
+    atomic,
+    lock_file,
+    resolve_catalog_path,
+)
 from al_core.embeddings import sql as embeddings_sql
 from al_core.embeddings import store_embeddings
 from al_core.errors import CatalogError, IngestError, SchemaVersionError
@@ -102,6 +110,40 @@ def test_transaction_rolls_back_and_does_not_bump_version(catalog: Catalog) -> N
     with catalog.transaction() as cur:
         cur.execute("INSERT INTO tags VALUES ('x', 't', now()::TIMESTAMP)")
     assert catalog.data_version() == version + 1
+
+
+class _RollbackFails:
+    """A cursor whose ROLLBACK fails, as it does when the connection broke mid-transaction."""
+
+    def __init__(self) -> None:
+        self.statements: list[str] = []
+
+    def execute(self, statement: str, *args: object) -> _RollbackFails:
+        self.statements.append(statement)
+        if statement == db_sql.ROLLBACK:
+            raise duckdb.TransactionException("no transaction is active")
+        return self
+
+
+def test_a_failing_rollback_does_not_hide_the_original_error() -> None:
+    cur = _RollbackFails()
+    with pytest.raises(ValueError, match="the real cause"), atomic(cur):  # type: ignore[arg-type]
+        raise ValueError("the real cause")
+    assert cur.statements == [db_sql.BEGIN, db_sql.ROLLBACK]
+
+
+def test_writes_to_a_read_only_catalog_are_refused_before_touching_the_file(catalog: Catalog) -> None:
+    ro = Catalog.open(catalog.path, read_only=True)
+    with pytest.raises(CatalogError, match="open read-only; this write \\(tag\\)"), ro.transaction("tag"):
+        pass
+    assert not lock_file(catalog.path).exists() or lock_file(catalog.path).read_text() == ""
+
+
+def test_reads_do_not_keep_the_file_from_another_process_for_long(catalog: Catalog) -> None:
+    catalog.scalar("SELECT count(*) FROM samples")  # leaves the shared read connection lingering
+    time.sleep(LINGER_S * 3)
+    con = duckdb.connect(str(catalog.path))  # the file is free again: a plain writer gets it
+    con.close()
 
 
 @pytest.mark.parametrize("name, quoted", [

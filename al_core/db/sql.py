@@ -254,12 +254,6 @@ CATALOG_COUNTS = """SELECT
     (SELECT count(*) FROM embedding_sets) AS embedding_sets"""
 
 
-LIST_RUNS = "SELECT run_id, name, classes, has_probs, created_at FROM model_runs ORDER BY run_id"
-
-
-LIST_EMBEDDING_SETS = "SELECT set_id, name, model, dim, created_at FROM embedding_sets ORDER BY set_id"
-
-
 COUNT_SAMPLES = "SELECT count(*) FROM samples"
 
 
