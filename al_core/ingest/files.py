@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import csv
+import io
+import json
 from pathlib import Path
 
 import duckdb
 import pandas as pd
+import pyarrow.parquet as pq
 
 from al_core.db import sql as db_sql
 from al_core.errors import IngestError
@@ -41,6 +45,59 @@ def check_readable(path: Path) -> None:
         raise IngestError(str(path), ["the file is empty"])
 
 
+#: Most columns an input file may have. Each new metadata column is one ``ALTER TABLE`` in the
+#: import's transaction, and DuckDB keeps every table version until commit: memory grows with
+#: columns squared (CLI ingest of 1,000 rows: peak 0.6 GB at 1,000 columns, 0.76 GB at 1,200,
+#: 1.5 GB at 2,000, killed at ~24 GB at 10,000). See docs/BENCHMARKS.md, "Memory".
+MAX_COLUMNS = 1_200
+_HEAD_BYTES = 1 << 22  # what is read of a CSV / JSONL file to find its header or first record
+
+
+def _csv_width(head: str) -> int | None:
+    try:
+        dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(head[:65536], ",\t;|")
+    except csv.Error:
+        dialect = csv.excel
+    try:
+        return len(next(csv.reader(io.StringIO(head), dialect)))
+    except (csv.Error, StopIteration):
+        return None
+
+
+def _jsonl_width(head: str) -> int | None:
+    first = next((line for line in head.splitlines() if line.strip()), "")
+    try:
+        record = json.loads(first)
+    except ValueError:
+        return None
+    return len(record) if isinstance(record, dict) else None
+
+
+def count_columns(path: Path, fmt: str) -> int | None:
+    """Columns of ``path`` from its CSV header, Parquet schema or first JSONL record only.
+
+    None when that cannot be read: the reader then reports the file's problem itself.
+    """
+    try:
+        if fmt == "parquet":
+            return len(pq.read_schema(path).names)
+        with path.open(encoding="utf-8-sig", errors="replace", newline="") as fh:
+            head = fh.read(_HEAD_BYTES)
+    except (OSError, ValueError):
+        return None
+    return {"csv": _csv_width, "jsonl": _jsonl_width}.get(fmt, lambda _: None)(head)
+
+
+def check_column_count(path: Path, fmt: str) -> None:
+    """Refuse a file with more than :data:`MAX_COLUMNS` columns before reading its data."""
+    n = count_columns(path, fmt)
+    if n is not None and n > MAX_COLUMNS:
+        raise IngestError(str(path), [
+            f"has {n:,} columns, more than the {MAX_COLUMNS:,} an import may have "
+            "(al_core.ingest.files.MAX_COLUMNS); keep only the columns you need (predictions "
+            "over many classes: one list column 'probs' instead of prob_<class> columns)"])
+
+
 def first_invalid_utf8_line(path: Path) -> tuple[int, int, int] | None:
     """``(line, column, byte)`` of the first byte sequence that is not UTF-8, or None."""
     with path.open("rb") as fh:
@@ -56,6 +113,7 @@ def stage(cur: duckdb.DuckDBPyConnection, table: str, path: Path, fmt: str | Non
     """Load ``path`` into temp table ``table`` (with ``__row__``) and return its row count."""
     check_readable(path)
     fmt = fmt or detect_format(path)
+    check_column_count(path, fmt)
     if fmt in ("csv", "jsonl"):
         bad = first_invalid_utf8_line(path)
         if bad:
