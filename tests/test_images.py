@@ -8,6 +8,7 @@ import warnings
 import zlib
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 import pytest
 from conftest import make_image, write_manifest
@@ -273,16 +274,19 @@ def test_parquet_with_too_many_columns_is_refused(catalog: Catalog, tmp_path: Pa
     assert catalog.scalar("SELECT count(*) FROM samples") == 0
 
 
-def test_count_columns_reads_headers_of_each_format(tmp_path: Path) -> None:
+def test_raw_column_names_read_headers_of_each_format(tmp_path: Path) -> None:
     frame = pd.DataFrame({"path": ["a.jpg", "b.jpg"], "x": [1, 2], "y": ["s", "t"]})
     tsv = tmp_path / "m.tsv"
     frame.to_csv(tsv, sep="\t", index=False)
     semi = tmp_path / "m.txt"
     semi.write_text('"path";"a;b";c\n"x.jpg";1;2\n')
-    assert files.count_columns(write_manifest(frame, tmp_path / "m.csv"), "csv") == 3
-    assert files.count_columns(tsv, "csv") == 3
-    assert files.count_columns(semi, "csv") == 3
-    assert files.count_columns(write_manifest(frame, tmp_path / "m.parquet"), "parquet") == 3
-    assert files.count_columns(write_manifest(frame, tmp_path / "m.jsonl"), "jsonl") == 3
+    cur = duckdb.connect()
+    names = {p.name: files.raw_column_names(cur, p, files.detect_format(p)) for p in [
+        write_manifest(frame, tmp_path / "m.csv"), tsv, semi,
+        write_manifest(frame, tmp_path / "m.parquet"), write_manifest(frame, tmp_path / "m.jsonl")]}
+    assert names == {"m.csv": ["path", "x", "y"], "m.tsv": ["path", "x", "y"],
+                     "m.txt": ["path", "a;b", "c"], "m.parquet": ["path", "x", "y"],
+                     "m.jsonl": ["path", "x", "y"]}
     (tmp_path / "bad.parquet").write_bytes(b"not parquet")
-    assert files.count_columns(tmp_path / "bad.parquet", "parquet") is None
+    with pytest.raises(IngestError, match="bad.parquet: cannot be read as parquet"):
+        files.check_header(cur, tmp_path / "bad.parquet", "parquet")

@@ -14,6 +14,7 @@ from conftest import assert_same_content, content, write_manifest
 from al_core.db.catalog import Catalog
 from al_core.errors import IngestError
 from al_core.ingest import import_predictions, ingest_manifest
+from al_core.ingest.predictions import import_predictions_frame
 
 
 @pytest.fixture
@@ -124,3 +125,55 @@ def test_samples_mirror_the_latest_runs_top1(loaded: Catalog, tmp_path: Path) ->
     changed_old = _probs_frame().assign(prob_cat=[0.0, 0.0, 0.0, 0.0], prob_dog=[1.0, 1.0, 1.0, 1.0])
     import_predictions(loaded, write_manifest(changed_old, tmp_path / "r.csv"), "old")
     assert _mirror(loaded) == {"a": "dog", "b": "cat", "c": None, "d": None}  # still the newest run
+
+
+@pytest.mark.parametrize("tolerance", [float("nan"), float("inf"), -1e-3])
+def test_tolerance_that_would_disable_the_sum_check_is_refused(
+        loaded: Catalog, tmp_path: Path, tolerance: float) -> None:
+    path = write_manifest(_probs_frame().assign(prob_dog=[5.0, 5.0, 5.0, 5.0]), tmp_path / "p.csv")
+    before = content(loaded)
+    with pytest.raises(IngestError) as err:
+        import_predictions(loaded, path, "run", tolerance=tolerance)
+    assert "p.csv" in str(err.value) and "--tolerance must be a finite number >= 0" in str(err.value)
+    assert repr(tolerance) in str(err.value)
+    with pytest.raises(IngestError, match="--tolerance"):
+        import_predictions_frame(loaded, _probs_frame(), "run", source="frame", tolerance=tolerance)
+    assert_same_content(before, content(loaded))
+
+
+def test_zero_tolerance_is_allowed(loaded: Catalog, tmp_path: Path) -> None:
+    frame = _probs_frame().assign(prob_cat=[0.5] * 4, prob_dog=[0.5] * 4)
+    assert import_predictions(loaded, write_manifest(frame, tmp_path / "p.csv"), "run",
+                              tolerance=0.0).changed == 4
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".parquet", ".jsonl"])
+def test_prediction_ids_are_trimmed_like_sample_ids(catalog: Catalog, manifest_frame: pd.DataFrame,
+                                                    tmp_path: Path, suffix: str) -> None:
+    spaced = manifest_frame.assign(sample_id=[" a", "b ", " c ", "d"])
+    ingest_manifest(catalog, write_manifest(spaced, tmp_path / f"m{suffix}"), progress=False)
+    assert catalog.query_rows("SELECT sample_id FROM samples ORDER BY 1") == [("a",), ("b",), ("c",), ("d",)]
+    preds = _probs_frame().assign(sample_id=["  a", "b ", " c ", "d"])
+    result = import_predictions(catalog, write_manifest(preds, tmp_path / f"p{suffix}"), "run")
+    assert result.changed == 4
+    assert dict(catalog.query_rows("SELECT sample_id, pred_label FROM predictions_by_id")) == {
+        "a": "cat", "b": "dog", "c": "cat", "d": "dog"}
+
+
+def test_padded_ids_that_collide_are_duplicates(loaded: Catalog, tmp_path: Path) -> None:
+    preds = _probs_frame().assign(sample_id=["a", "b", " a ", "d"])
+    with pytest.raises(IngestError, match="sample_id 'a' appears in rows 1, 3"):
+        import_predictions(loaded, write_manifest(preds, tmp_path / "p.csv"), "run")
+
+
+def test_prediction_ids_and_labels_keep_their_written_form(catalog: Catalog, tmp_path: Path) -> None:
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text('{"path": "a.png", "id": 1}\n{"path": "b.png", "id": "x"}\n'
+                        '{"path": "c.png", "id": "007"}\n')
+    ingest_manifest(catalog, manifest, probe=False)
+    preds = tmp_path / "p.jsonl"
+    preds.write_text('{"id": 1, "prediction": 3}\n{"id": "x", "prediction": "cat"}\n'
+                     '{"id": "007", "prediction": 3}\n')
+    assert import_predictions(catalog, preds, "run").changed == 3
+    assert catalog.query_rows("SELECT sample_id, pred_label FROM predictions_by_id ORDER BY 1") == [
+        ("007", "3"), ("1", "3"), ("x", "cat")]

@@ -14,6 +14,7 @@ MAX_IDENT_LEN = 128
 #: names maps onto the built-in column (or is rejected), never onto a metadata field.
 BUILTIN_SAMPLE_COLUMNS = (
     "sample_id",
+    "sample_key",
     "uri",
     "width",
     "height",

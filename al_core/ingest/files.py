@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import csv
-import io
-import json
+from collections.abc import Iterable
 from pathlib import Path
 
 import duckdb
@@ -50,52 +49,75 @@ def check_readable(path: Path) -> None:
 #: columns squared (CLI ingest of 1,000 rows: peak 0.6 GB at 1,000 columns, 0.76 GB at 1,200,
 #: 1.5 GB at 2,000, killed at ~24 GB at 10,000). See docs/BENCHMARKS.md, "Memory".
 MAX_COLUMNS = 1_200
-_HEAD_BYTES = 1 << 22  # what is read of a CSV / JSONL file to find its header or first record
+
+#: Names the importers use for their own columns of a staged file.
+RESERVED = frozenset({sql.STAGE_ROW})
 
 
-def _csv_width(head: str) -> int | None:
+def _csv_header(cur: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
+    """The header record of a CSV file, split with the dialect DuckDB's reader detected."""
+    delimiter, quote, escape, skip = cur.execute(*sql.csv_dialect(str(path))).fetchone()
+    quote = quote if quote and quote != "(empty)" else '"'
+    escape = escape if escape and escape not in ("(empty)", quote) else None
+    with path.open(encoding="utf-8-sig", newline="") as fh:
+        for _ in range(int(skip or 0)):
+            fh.readline()
+        return next(csv.reader(fh, delimiter=delimiter, quotechar=quote, escapechar=escape), [])
+
+
+def raw_column_names(cur: duckdb.DuckDBPyConnection, path: Path, fmt: str) -> list[str]:
+    """Column names as written: the CSV header, the Parquet schema, or every JSONL record's keys."""
+    if fmt == "parquet":
+        return list(pq.read_schema(path).names)
+    if fmt == "jsonl":
+        return [r[0] for r in cur.execute(*sql.jsonl_keys(str(path))).fetchall()]
+    return _csv_header(cur, path)
+
+
+def _at(idx: list[int], positional: bool) -> str:
+    return f" (column {', '.join(str(i + 1) for i in idx)})" if positional else ""
+
+
+def name_problems(names: list[str], *, positional: bool = True) -> list[str]:
+    """Empty, duplicate, case-duplicate and reserved names; ``positional``: name column numbers."""
+    problems: list[str] = []
+    by_lower: dict[str, list[int]] = {}
+    for i, name in enumerate(names):
+        if not name.strip():
+            problems.append(f"a column has an empty name{_at([i], positional)}; "
+                            "give every column a name")
+        elif name in RESERVED:
+            problems.append(f"column {name!r}{_at([i], positional)} has a name al-explorer uses "
+                            "itself; rename it")
+        else:
+            by_lower.setdefault(name.lower(), []).append(i)
+    for idx in by_lower.values():
+        spelled = list(dict.fromkeys(names[i] for i in idx))
+        if len(idx) > 1 and len(spelled) == 1:
+            problems.append(f"column {spelled[0]!r} appears {len(idx)} times"
+                            f"{_at(idx, positional)}; column names must be unique")
+        elif len(idx) > 1:
+            problems.append(f"columns {', '.join(map(repr, spelled))}{_at(idx, positional)} "
+                            "differ only by case; column names must differ in more than case")
+    return problems
+
+
+def check_header(cur: duckdb.DuckDBPyConnection, path: Path, fmt: str) -> None:
+    """Refuse, before reading any data, a file with too many columns or names that are empty,
+    repeated or differ only by case (DuckDB's readers would rename those silently)."""
     try:
-        dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(head[:65536], ",\t;|")
-    except csv.Error:
-        dialect = csv.excel
-    try:
-        return len(next(csv.reader(io.StringIO(head), dialect)))
-    except (csv.Error, StopIteration):
-        return None
-
-
-def _jsonl_width(head: str) -> int | None:
-    first = next((line for line in head.splitlines() if line.strip()), "")
-    try:
-        record = json.loads(first)
-    except ValueError:
-        return None
-    return len(record) if isinstance(record, dict) else None
-
-
-def count_columns(path: Path, fmt: str) -> int | None:
-    """Columns of ``path`` from its CSV header, Parquet schema or first JSONL record only.
-
-    None when that cannot be read: the reader then reports the file's problem itself.
-    """
-    try:
-        if fmt == "parquet":
-            return len(pq.read_schema(path).names)
-        with path.open(encoding="utf-8-sig", errors="replace", newline="") as fh:
-            head = fh.read(_HEAD_BYTES)
-    except (OSError, ValueError):
-        return None
-    return {"csv": _csv_width, "jsonl": _jsonl_width}.get(fmt, lambda _: None)(head)
-
-
-def check_column_count(path: Path, fmt: str) -> None:
-    """Refuse a file with more than :data:`MAX_COLUMNS` columns before reading its data."""
-    n = count_columns(path, fmt)
-    if n is not None and n > MAX_COLUMNS:
+        names = raw_column_names(cur, path, fmt)
+    except (duckdb.Error, OSError, ValueError, csv.Error) as err:
+        message = str(err).split("\n\n")[0].strip()
+        raise IngestError(str(path), [f"cannot be read as {fmt}: {message}"]) from None
+    if len(names) > MAX_COLUMNS:
         raise IngestError(str(path), [
-            f"has {n:,} columns, more than the {MAX_COLUMNS:,} an import may have "
+            f"has {len(names):,} columns, more than the {MAX_COLUMNS:,} an import may have "
             "(al_core.ingest.files.MAX_COLUMNS); keep only the columns you need (predictions "
             "over many classes: one list column 'probs' instead of prob_<class> columns)"])
+    problems = name_problems(names, positional=fmt != "jsonl")
+    if problems:
+        raise IngestError(str(path), problems)
 
 
 def first_invalid_utf8_line(path: Path) -> tuple[int, int, int] | None:
@@ -113,7 +135,6 @@ def stage(cur: duckdb.DuckDBPyConnection, table: str, path: Path, fmt: str | Non
     """Load ``path`` into temp table ``table`` (with ``__row__``) and return its row count."""
     check_readable(path)
     fmt = fmt or detect_format(path)
-    check_column_count(path, fmt)
     if fmt in ("csv", "jsonl"):
         bad = first_invalid_utf8_line(path)
         if bad:
@@ -121,6 +142,7 @@ def stage(cur: duckdb.DuckDBPyConnection, table: str, path: Path, fmt: str | Non
             raise IngestError(str(path), [
                 f"line {line}, column {col}: byte 0x{byte:02x} is not valid UTF-8; "
                 "save the file as UTF-8 and import it again"])
+    check_header(cur, path, fmt)
     try:
         cur.execute(*sql.stage_file(table, str(path), fmt))
     except duckdb.Error as err:
@@ -147,3 +169,29 @@ def staged_columns(cur: duckdb.DuckDBPyConnection, table: str) -> dict[str, str]
     """``{column: duckdb type}`` of a staged table, without the row number."""
     rows = cur.execute(*db_sql.describe(table)).fetchall()
     return {r[0]: r[1] for r in rows if r[0] != sql.STAGE_ROW}
+
+
+def read_as_text(cur: duckdb.DuckDBPyConnection, table: str, path: Path,
+                 columns: Iterable[str | None]) -> None:
+    """Re-stage ``table`` from ``path`` so that ``columns`` hold the text the file wrote.
+
+    CSV and JSONL readers guess types: ``007`` would read as 7, JSON ``1`` next to ``2.5`` as
+    ``1.0``, and values of mixed JSON types keep their quotes. Ids, labels and splits are text.
+    A JSONL column of mixed JSON types is read as text too. Parquet types are the file's own.
+    """
+    fmt = detect_format(path)
+    if fmt not in ("csv", "jsonl"):
+        return
+    staged = staged_columns(cur, table)
+    wanted = {c for c in columns if c} | ({c for c, t in staged.items() if t == "JSON"}
+                                          if fmt == "jsonl" else set())
+    retype = {c for c in wanted if c in staged and staged[c] != "VARCHAR"}
+    if not retype:
+        return
+    types = ({c: "VARCHAR" for c in retype} if fmt == "csv" else
+             {c: ("VARCHAR" if c in retype else t) for c, t in staged.items()})
+    try:
+        cur.execute(*sql.stage_file(table, str(path), fmt, types))
+    except duckdb.Error as err:
+        message = str(err).split("\n\n")[0].strip()
+        raise IngestError(str(path), [f"cannot be read as {fmt}: {message}"]) from None

@@ -27,11 +27,19 @@ ROLE_ALIASES: dict[str, tuple[str, ...]] = {
     "content_hash": ("content_hash", "hash"),
 }
 
+#: Roles whose values are text as written (ids, labels, splits): never read as numbers.
+TEXT_ROLES = ("path", "id", "label", "split", "content_hash")
+
+
 _INT_TYPES = {"TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UTINYINT", "USMALLINT",
               "UINTEGER", "UBIGINT"}
 _FLOAT_TYPES = {"FLOAT", "DOUBLE", "REAL"}
 _TIME_TYPES = {"DATE", "TIMESTAMP", "TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S",
                "TIMESTAMP WITH TIME ZONE", "DATETIME"}
+
+
+#: The split of a new sample that has no label and no split.
+UNLABELED_SPLIT = "unlabeled"
 
 
 class _NothingChanged(Exception):
@@ -57,13 +65,18 @@ class ImportResult:
         return self.import_id is not None
 
     def summary(self) -> str:
-        if not self.changed:
-            head = f"{self.source}: {self.rows} rows, nothing changed (already imported)"
-        else:
+        if self.changed:
             head = (f"{self.source}: {self.rows} rows -> {self.new_samples} new samples, "
                     f"{self.updated_samples} updated, {self.new_label_versions} new label versions")
             if self.fields_added:
                 head += f", new metadata fields: {', '.join(self.fields_added)}"
+        elif self.skipped:
+            rest = self.rows - len(self.skipped)
+            head = (f"{self.source}: {self.rows} rows, nothing imported: {len(self.skipped)} "
+                    "skipped as bad images (listed below)"
+                    + (f"; the other {rest} are already in the catalog as given" if rest else ""))
+        else:
+            head = f"{self.source}: {self.rows} rows, nothing changed (already imported)"
         if self.skipped:
             head += f"\nskipped {len(self.skipped)} bad image(s):\n  " + "\n  ".join(self.skipped)
         return head
@@ -117,7 +130,6 @@ def _plan_metadata(columns: dict[str, str], roles: dict[str, str | None],
     """Decide each metadata column's catalog type; returns ``([(col, name, type)], problems)``."""
     used = {c for c in roles.values() if c}
     existing_lower = {k.lower(): (k, v) for k, v in existing.items()}
-    builtin = set(db_sql.BUILTIN_SAMPLE_COLUMNS)
     plan: list[tuple[str, str, str]] = []
     problems: list[str] = []
     seen: set[str] = set()
@@ -130,7 +142,7 @@ def _plan_metadata(columns: dict[str, str], roles: dict[str, str | None],
             problems.append(f"column {col!r}: {err}")
             continue
         low = col.lower()
-        if low in builtin:
+        if low in db_sql.BUILTIN_SAMPLE_COLUMNS:
             problems.append(f"column {col!r} has the name of a built-in sample column; rename it")
             continue
         if low in seen:
@@ -164,6 +176,27 @@ def _validate(cur: duckdb.DuckDBPyConnection, roles: dict[str, str | None],
         rows = [r[0] for r in cur.execute(*sql.rows_where_blank("stage", col)).fetchall()]
         if rows:
             problems.append(f"column {col!r} is empty in row(s) {', '.join(map(str, rows))}")
+    return problems + _value_problems(cur, roles)
+
+
+_NOT_A_SIZE = "not a whole number of pixels from 1 up"
+_NOT_A_HASH = ("not a content hash (32 lowercase hexadecimal characters: the BLAKE2b-128 of the "
+               "file's bytes)")
+
+
+def _value_problems(cur: duckdb.DuckDBPyConnection, roles: dict[str, str | None]) -> list[str]:
+    """Width/height that are not positive whole numbers, hashes that are not hashes: always refused."""
+    checks = [(roles["width"], sql.bad_sizes, _NOT_A_SIZE),
+              (roles["height"], sql.bad_sizes, _NOT_A_SIZE),
+              (roles["content_hash"], sql.bad_hashes, _NOT_A_HASH)]
+    problems: list[str] = []
+    for col, query, what in checks:
+        if col is None:
+            continue
+        rows = cur.execute(*query("stage", col)).fetchall()
+        problems += [f"row {row}: column {col!r} is {value!r}, {what}" for row, value, _ in rows]
+        if rows and rows[0][2] > len(rows):
+            problems.append(f"column {col!r}: {rows[0][2] - len(rows)} more row(s) like these")
     return problems
 
 
@@ -178,9 +211,13 @@ def _uri_conflicts(cur: duckdb.DuckDBPyConnection) -> list[str]:
             cur.execute(*sql.uri_conflicts()).fetchall()]
 
 
-def _probe(cur: duckdb.DuckDBPyConnection, source: str, todo: list[tuple], *, skip_bad: bool,
-           progress: bool) -> list[str]:
-    """Probe ``todo`` (row, id, path) images of ``norm``; builds ``norm_probed``; returns skipped problems."""
+def _probe(cur: duckdb.DuckDBPyConnection, source: str, todo: list[tuple],
+           roles: dict[str, str | None], *, skip_bad: bool, progress: bool) -> list[str]:
+    """Probe ``todo`` (row, id, path) images of ``norm``; builds ``norm_probed``; returns skipped problems.
+
+    What the file says is the truth: a width, height or hash in the manifest that disagrees
+    with it is refused, and so are bad images unless ``skip_bad``.
+    """
     rows, widths, heights, hashes, skip, problems = [], [], [], [], [], []
     for res in probe_images(todo, total=len(todo), progress=progress):
         rows.append(res.row)
@@ -190,10 +227,6 @@ def _probe(cur: duckdb.DuckDBPyConnection, source: str, todo: list[tuple], *, sk
         skip.append(res.problem is not None)
         if res.problem:
             problems.append(f"row {res.row}: {res.problem}")
-    if problems and not skip_bad:
-        raise IngestError(source, [
-            f"{len(problems)} image(s) missing or unreadable; fix them, or pass "
-            "--skip-bad-images to import the rest and list these:", *problems])
     frame = pd.DataFrame({"row": pd.array(rows, dtype="Int64"),
                           "width": pd.array(widths, dtype="Int32"),
                           "height": pd.array(heights, dtype="Int32"),
@@ -201,29 +234,60 @@ def _probe(cur: duckdb.DuckDBPyConnection, source: str, todo: list[tuple], *, sk
                           "skip": pd.array(skip, dtype="boolean")})
     cur.register("probe_results", frame)
     try:
-        cur.execute(*sql.stage_probe_results("probe_results"))
+        cur.execute(*sql.stage_probe_table("probe_results"))
     finally:
         cur.unregister("probe_results")
+    refused = _mismatches(cur, roles)
+    if problems and not skip_bad:
+        refused = [f"{len(problems)} image(s) missing or unreadable; fix them, or pass "
+                   "--skip-bad-images to import the rest and list these:", *problems, *refused]
+    if refused:
+        raise IngestError(source, refused)
+    cur.execute(*sql.stage_probe_results())
     return problems
 
 
-def _recheck(cur: duckdb.DuckDBPyConnection, source: str, plan: list[tuple[str, str, str]]) -> None:
+def _mismatches(cur: duckdb.DuckDBPyConnection, roles: dict[str, str | None]) -> list[str]:
+    """Rows whose manifest width, height or content hash differs from what probing measured."""
+    rows = cur.execute(*sql.probe_mismatches()).fetchall()
+    problems: list[str] = []
+    for row, sid, width, p_width, height, p_height, digest, p_digest, _ in rows:
+        where = f"row {row} (sample {sid!r})"
+        if width is not None and width != p_width:
+            problems.append(f"{where}: column {roles['width']!r} says {width} but the image is "
+                            f"{p_width} pixels wide")
+        if height is not None and height != p_height:
+            problems.append(f"{where}: column {roles['height']!r} says {height} but the image is "
+                            f"{p_height} pixels high")
+        if digest is not None and digest != p_digest:
+            problems.append(f"{where}: column {roles['content_hash']!r} says {digest} but the "
+                            f"file's bytes hash to {p_digest}")
+    if rows and rows[0][-1] > len(rows):
+        problems.append(f"{rows[0][-1] - len(rows)} more row(s) disagree with their image files")
+    return problems
+
+
+def _recheck(cur: duckdb.DuckDBPyConnection, source: str, plan: list[tuple[str, str, str]],
+             probed: bool) -> None:
     """Inside the write: what validation read from the catalog must still hold (it may have changed)."""
     now = dict(cur.execute(*db_sql.metadata_fields()).fetchall())
     changed = [f"metadata field {name!r} became {now[name]} in the catalog meanwhile"
                for _, name, dtype in plan if name in now and not _compatible(now[name], dtype)]
     problems = changed + _uri_conflicts(cur)
+    if probed:  # rows left unprobed because the catalog held them measured must still be so
+        problems += [f"row {row}: sample {sid!r} was changed in the catalog meanwhile" for row, sid
+                     in cur.execute(*sql.unprobed_rows_gone_stale()).fetchall()]
     if problems:
         raise IngestError(source, [*problems, "the catalog changed during this import; run it again"])
 
 
 def _write(cat: Catalog, stage: duckdb.DuckDBPyConnection, result: ImportResult,
-           plan: list[tuple[str, str, str]], existing: dict[str, str], label_source: str,
-           batch_id: int | None) -> None:
+           plan: list[tuple[str, str, str]], label_source: str, batch_id: int | None,
+           default_split: str, probed: bool) -> None:
     meta_names = [name for _, name, _ in plan]
     try:
         with cat.transaction(f"{result.kind} import of {result.source}", con=stage) as cur:
-            _recheck(cur, result.source, plan)
+            _recheck(cur, result.source, plan, probed)
             now = cat.metadata_fields(cur)
             import_id = int(cur.execute(sql.NEXT_IMPORT_ID).fetchone()[0])
             for _, name, dtype in plan:
@@ -233,7 +297,8 @@ def _write(cat: Catalog, stage: duckdb.DuckDBPyConnection, result: ImportResult,
                     result.fields_added.append(name)
             existing_rows = cur.execute(sql.COUNT_EXISTING_SAMPLES).fetchone()[0]
             cur.execute(sql.SNAPSHOT_LABELS_BEFORE)
-            result.new_samples = cur.execute(*sql.insert_new_samples(import_id, meta_names)).fetchone()[0]
+            result.new_samples = cur.execute(*sql.insert_new_samples(
+                import_id, meta_names, default_split, UNLABELED_SPLIT)).fetchone()[0]
             if existing_rows:
                 result.updated_samples = cur.execute(
                     *sql.update_changed_samples(meta_names)).fetchone()[0]
@@ -261,6 +326,8 @@ def ingest_staged(cat: Catalog, cur: duckdb.DuckDBPyConnection, *, kind: str, so
 
     Staging, validation and the image probe run without holding the catalog; it is attached
     read-only for the checks that need it and for writing only during the final transaction.
+    A column that is absent, or a blank cell, keeps what the catalog holds; ``default_split``
+    (labeled) or ``unlabeled`` apply only to new samples that have no split.
     """
     columns = files.staged_columns(cur, "stage")
     roles = resolve_roles(list(columns), overrides or {})
@@ -270,14 +337,13 @@ def ingest_staged(cat: Catalog, cur: duckdb.DuckDBPyConnection, *, kind: str, so
             raise IngestError(source, [f"column {col!r} (given for {role}) is not in the file; "
                                        f"found {', '.join(columns)}"])
     problems = _validate(cur, roles, list(columns))
-    existing = cat.metadata_fields()
-    plan, meta_problems = _plan_metadata(columns, roles, existing)
+    plan, meta_problems = _plan_metadata(columns, roles, cat.metadata_fields())
     problems += meta_problems
     if problems:
         raise IngestError(source, problems)
     base = str(base_dir.resolve())
     try:
-        cur.execute(*sql.normalized_manifest("stage", roles, base, default_split, "unlabeled", plan))
+        cur.execute(*sql.normalized_manifest("stage", roles, base, plan))
     except duckdb.Error as err:
         raise IngestError(source, [f"cannot convert values: {str(err).splitlines()[0]}"]) from None
     problems = _duplicates(cur)
@@ -288,11 +354,12 @@ def ingest_staged(cat: Catalog, cur: duckdb.DuckDBPyConnection, *, kind: str, so
         raise IngestError(source, problems)
     result = ImportResult(kind=kind, source=source, rows=rows)
     if probe:  # the long part runs with the catalog free for everyone
-        result.skipped = _probe(cur, source, todo, skip_bad=skip_bad_images, progress=progress)
+        result.skipped = _probe(cur, source, todo, roles, skip_bad=skip_bad_images,
+                                progress=progress)
     else:
         cur.execute(*sql.stage_probe_results_none())
-    _write(cat, cur, result, plan, existing, label_source or f"{kind}:{Path(source).name}",
-           batch_id)
+    _write(cat, cur, result, plan, label_source or f"{kind}:{Path(source).name}", batch_id,
+           default_split, probe)
     return result
 
 
@@ -313,6 +380,8 @@ def ingest_manifest(cat: Catalog, path: str | Path, *, path_column: str | None =
         n = files.stage(cur, "stage", path)
         overrides = {"path": path_column, "id": id_column, "label": label_column,
                      "split": split_column}
+        roles = resolve_roles(list(files.staged_columns(cur, "stage")), overrides)
+        files.read_as_text(cur, "stage", path, [roles[r] for r in TEXT_ROLES])
         return ingest_staged(cat, cur, kind="manifest", source=str(path), base_dir=path.parent,
                              rows=n, overrides=overrides, probe=probe, reprobe=reprobe,
                              skip_bad_images=skip_bad_images, label_source=label_source,

@@ -4,6 +4,7 @@ or top-1 label + confidence, for a named model run."""
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -92,16 +93,28 @@ def _row_problems(rows: list[tuple]) -> list[str]:
     return [f"row {row} (sample {sid!r}): {problem}" for row, sid, problem in rows]
 
 
+def check_tolerance(source: str, tolerance: float) -> None:
+    """Refuse a tolerance that would switch the probability-sum check off (NaN, infinite, < 0)."""
+    try:
+        ok = math.isfinite(tolerance) and tolerance >= 0
+    except TypeError:
+        ok = False
+    if not ok:
+        raise IngestError(source, [f"--tolerance must be a finite number >= 0 (how far a row's "
+                                   f"probabilities may sum from 1), not {tolerance!r}"])
+
+
 def _validate_ids(cur: duckdb.DuckDBPyConnection, id_col: str) -> list[str]:
+    """Blank, duplicate and unknown ids of ``pred`` (ids trimmed like a manifest's)."""
     problems = []
-    blank = [r[0] for r in cur.execute(*sql.rows_where_blank("stage", id_col)).fetchall()]
+    blank = [r[0] for r in cur.execute(*sql.rows_where_blank("pred", "sample_id")).fetchall()]
     if blank:
         problems.append(f"column {id_col!r} is empty in row(s) {', '.join(map(str, blank))}")
-    for value, rows in cur.execute(*sql.duplicate_values("stage", id_col)).fetchall():
+    for value, rows in cur.execute(*sql.duplicate_values("pred", "sample_id")).fetchall():
         problems.append(f"sample_id {value!r} appears in rows {', '.join(map(str, rows))}")
-    n_unknown = cur.execute(*sql.count_unknown_sample_ids("stage", id_col)).fetchone()[0]
+    n_unknown = cur.execute(*sql.count_unknown_sample_ids("pred", "sample_id")).fetchone()[0]
     if n_unknown:
-        shown = cur.execute(*sql.unknown_sample_ids("stage", id_col)).fetchall()
+        shown = cur.execute(*sql.unknown_sample_ids("pred", "sample_id")).fetchall()
         listed = ", ".join(f"row {r} {sid!r}" for r, sid in shown)
         problems.append(f"{n_unknown} sample id(s) are not in the catalog: {listed}"
                         + (" ..." if n_unknown > len(shown) else ""))
@@ -174,7 +187,7 @@ def _write(cur: duckdb.DuckDBPyConnection, result: PredictionResult, source: str
     existing = cur.execute(*sql.find_run(result.run)).fetchone()
     problems = _run_mismatch(result.run, existing, layout.classes, has_probs)
     problems += [f"sample id {sid!r} was removed from the catalog meanwhile" for _, sid in
-                 cur.execute(*sql.unknown_sample_ids("stage", layout.id_col)).fetchall()]
+                 cur.execute(*sql.unknown_sample_ids("pred", "sample_id")).fetchall()]
     if problems:
         raise IngestError(source, [*problems, "the catalog changed during this import; run it again"])
     if has_probs:
@@ -210,9 +223,13 @@ def import_predictions(cat: Catalog, path: str | Path, run: str, *,
     summing to 1 within ``tolerance``) before one transaction writes them.
     """
     path = Path(path)
+    check_tolerance(str(path), tolerance)
     cur = new_connection()
     try:
         n = files.stage(cur, "stage", path)
+        staged = files.staged_columns(cur, "stage")
+        files.read_as_text(cur, "stage", path, [id_column or _pick(staged, ID_ALIASES),
+                                                       _pick(staged, LABEL_ALIASES)])
         return _import_staged(cat, cur, str(path), run, n, classes, id_column, tolerance)
     finally:
         cur.close()
@@ -222,6 +239,7 @@ def import_predictions_frame(cat: Catalog, frame: pd.DataFrame, run: str, *, sou
                              classes: list[str] | None = None,
                              tolerance: float = DEFAULT_TOLERANCE) -> PredictionResult:
     """Like :func:`import_predictions` for an in-memory frame (used by the demo's model)."""
+    check_tolerance(source, tolerance)
     cur = new_connection()
     try:
         files.stage_frame(cur, "stage", frame)

@@ -10,19 +10,42 @@ from al_core.db.sql import Query, quote_ident
 STAGE_ROW = "__row__"
 
 
-def stage_file(table: str, path: str, fmt: str) -> Query:
-    """Load a CSV / Parquet / JSONL file into temp table ``table`` with a 1-based row number."""
+def stage_file(table: str, path: str, fmt: str, types: dict[str, str] | None = None) -> Query:
+    """Load a CSV / Parquet / JSONL file into temp table ``table`` with a 1-based row number.
+
+    ``types`` (CSV: some columns; JSONL: every column) fixes column types instead of detecting
+    them, e.g. to read ids as the text they are written as.
+    """
     readers = {
-        "csv": "read_csv(?, header = true, auto_detect = true, sample_size = 100000)",
-        "parquet": "read_parquet(?)",
-        "jsonl": "read_json(?, format = 'newline_delimited', sample_size = 100000)",
-        "json": "read_json(?, format = 'auto')",
+        "csv": "read_csv(?, header = true, auto_detect = true, sample_size = 100000{})",
+        "parquet": "read_parquet(?{})",
+        "jsonl": "read_json(?, format = 'newline_delimited', sample_size = 100000{})",
+        "json": "read_json(?, format = 'auto'{})",
     }
     if fmt not in readers:
         raise ValueError(f"unknown file format {fmt!r}")
+    option = {"csv": ", types = ?", "jsonl": ", columns = ?"}.get(fmt, "") if types else ""
+    if types and not option:
+        raise ValueError(f"column types cannot be given for {fmt!r}")
     return (
         f"CREATE OR REPLACE TEMP TABLE {quote_ident(table)} AS "
-        f"SELECT row_number() OVER () AS {STAGE_ROW}, * FROM {readers[fmt]}",
+        f"SELECT row_number() OVER () AS {STAGE_ROW}, * FROM {readers[fmt].format(option)}",
+        [path, types] if option else [path],
+    )
+
+
+def csv_dialect(path: str) -> Query:
+    """Delimiter, quote, escape and rows skipped before the header, as DuckDB's reader sees them."""
+    return ("SELECT Delimiter, Quote, Escape, SkipRows FROM sniff_csv(?, header = true)", [path])
+
+
+def jsonl_keys(path: str) -> Query:
+    """Every key of a JSONL file's records, raw (before the reader merges or renames any), in order."""
+    return (
+        "SELECT k FROM (SELECT rn, unnest(json_keys(json)) AS k, "
+        "generate_subscripts(json_keys(json), 1) AS pos FROM "
+        "(SELECT row_number() OVER () AS rn, json FROM read_ndjson_objects(?))) "
+        "GROUP BY k ORDER BY min(rn), arg_min(pos, rn)",
         [path],
     )
 
@@ -34,10 +57,6 @@ def stage_view(table: str, view: str) -> Query:
         f"SELECT row_number() OVER () AS {STAGE_ROW}, * FROM {quote_ident(view)}",
         [],
     )
-
-
-def drop_temp(table: str) -> Query:
-    return f"DROP TABLE IF EXISTS temp.{quote_ident(table)}", []
 
 
 def rows_where_blank(table: str, column: str, limit: int = 20) -> Query:
@@ -78,14 +97,62 @@ def all_cast_to_timestamp(table: str, column: str) -> Query:
             [])
 
 
+def _sample_id(column: str) -> str:
+    """A sample id from a manifest or predictions column: its text, trimmed (both the same way)."""
+    return f"trim({quote_ident(column)}::VARCHAR)"
+
+
+def _given(expr: str) -> str:
+    """``expr`` as text, NULL when blank: a blank cell says nothing, like an absent column."""
+    return f"nullif(trim({expr}::VARCHAR), '')"
+
+
+def bad_sizes(table: str, column: str, limit: int = 20) -> Query:
+    """``(row, value, total)`` where ``column`` is given but is not a whole number from 1 to 2^31-1."""
+    value = _given(quote_ident(column))
+    number = f"TRY_CAST({value} AS DOUBLE)"
+    return (
+        f"SELECT {STAGE_ROW}, {value}, count(*) OVER () FROM {quote_ident(table)} "
+        f"WHERE {value} IS NOT NULL AND NOT coalesce({number} BETWEEN 1 AND 2147483647 "
+        f"AND {number} = floor({number}), false) ORDER BY {STAGE_ROW} LIMIT ?",
+        [limit],
+    )
+
+
+def bad_hashes(table: str, column: str, limit: int = 20) -> Query:
+    """``(row, value, total)`` where ``column`` is given but is not 32 lowercase hex characters."""
+    value = _given(quote_ident(column))
+    return (
+        f"SELECT {STAGE_ROW}, {value}, count(*) OVER () FROM {quote_ident(table)} "
+        f"WHERE {value} IS NOT NULL AND NOT regexp_full_match({value}, '[0-9a-f]{{32}}') "
+        f"ORDER BY {STAGE_ROW} LIMIT ?",
+        [limit],
+    )
+
+
+def _role_text(cols: dict[str, str | None], role: str) -> str:
+    """A role's value as text; NULL when its column is absent or the cell blank."""
+    col = cols.get(role)
+    return _given(quote_ident(col)) if col else "NULL::VARCHAR"
+
+
+def _metadata_value(column: str, dtype: str) -> str:
+    """A staged metadata value as its catalog type; blank text is NULL (it keeps what is stored)."""
+    col = quote_ident(column)
+    if dtype == "VARCHAR":
+        return f"CASE WHEN trim({col}::VARCHAR) = '' THEN NULL ELSE {col}::VARCHAR END"
+    return f"{col}::{dtype}"
+
+
 def normalized_manifest(stage: str, cols: dict[str, str | None], base_dir: str,
-                        default_split_labeled: str, default_split_unlabeled: str,
                         metadata: Sequence[tuple[str, str, str]]) -> Query:
     """Build the temp table ``norm`` from a staged manifest: resolved URI, id, label, split, metadata.
 
     ``cols`` maps the roles path/id/label/split/width/height/content_hash to staged column
     names (or ``None``). ``metadata`` is ``[(staged column, field name, duckdb type)]``.
     Relative paths are resolved against ``base_dir``; URIs with a scheme are kept as they are.
+    A role or field that is absent or blank is NULL here: it keeps what the catalog holds
+    (defaults for new samples are applied by :func:`insert_new_samples`).
     """
     q = quote_ident
     path = q(cols["path"])  # type: ignore[arg-type]
@@ -97,25 +164,16 @@ def normalized_manifest(stage: str, cols: dict[str, str | None], base_dir: str,
     )
     params: list[Any] = [base_dir]
     if cols.get("id"):
-        sample_id = f"trim({q(cols['id'])}::VARCHAR)"  # type: ignore[arg-type]
+        sample_id = _sample_id(cols["id"])  # type: ignore[arg-type]
     else:
         sample_id = f"regexp_replace({raw_path}, '^(\\./)+', '')"
-    label = f"nullif(trim({q(cols['label'])}::VARCHAR), '')" if cols.get("label") else "NULL"
-    if cols.get("split"):
-        split = (f"coalesce(nullif(trim({q(cols['split'])}::VARCHAR), ''), "
-                 f"CASE WHEN {label} IS NULL THEN ? ELSE ? END)")
-    else:
-        split = f"CASE WHEN {label} IS NULL THEN ? ELSE ? END"
-    params += [default_split_unlabeled, default_split_labeled]
-    extra = []
-    for role in ("width", "height"):
-        extra.append(f"TRY_CAST({q(cols[role])} AS INTEGER) AS {role}" if cols.get(role)
-                     else f"NULL::INTEGER AS {role}")
-    extra.append(f"{q(cols['content_hash'])}::VARCHAR AS content_hash" if cols.get("content_hash")
-                 else "NULL::VARCHAR AS content_hash")
-    meta = [f"{q(src)}::{dtype} AS {q(name)}" for src, name, dtype in metadata]
+    fields = [f"{_role_text(cols, 'label')} AS label", f"{_role_text(cols, 'split')} AS split",
+              *(f"TRY_CAST(TRY_CAST({_role_text(cols, role)} AS DOUBLE) AS INTEGER) AS {role}"
+                for role in ("width", "height")),
+              f"{_role_text(cols, 'content_hash')} AS content_hash"]
+    meta = [f"{_metadata_value(src, dtype)} AS {q(name)}" for src, name, dtype in metadata]
     select = ", ".join([f"{STAGE_ROW}", f"{sample_id} AS sample_id", f"{uri} AS uri",
-                        f"{label} AS label", f"{split} AS split", *extra, *meta])
+                        *fields, *meta])
     return f"CREATE OR REPLACE TEMP TABLE norm AS SELECT {select} FROM {q(stage)}", params
 
 
@@ -128,32 +186,72 @@ def uri_conflicts(limit: int = 20) -> Query:
     )
 
 
-def stage_probe_results(frame_name: str) -> Query:
-    """Temp table ``norm_probed``: staged samples with probe results, minus skipped rows."""
+_LOCAL = "NOT regexp_matches(n.uri, '^[A-Za-z][A-Za-z0-9+.-]*://')"
+
+#: A staged local sample needs probing unless the catalog holds it, at the same URI, with a
+#: measured size and hash that what the manifest says (if anything) agrees with.
+_NEEDS_PROBE = (
+    "(s.sample_id IS NULL OR s.uri <> n.uri OR s.content_hash IS NULL "
+    "OR s.width IS NULL OR s.height IS NULL "
+    "OR (n.width IS NOT NULL AND s.width <> n.width) "
+    "OR (n.height IS NOT NULL AND s.height <> n.height) "
+    "OR (n.content_hash IS NOT NULL AND s.content_hash <> n.content_hash))"
+)
+
+
+def local_uris_to_probe(only_new: bool) -> Query:
+    """Row, id and URI of staged samples with a local path (if ``only_new``: that need a probe)."""
+    cond = _LOCAL + (f" AND {_NEEDS_PROBE}" if only_new else "")
+    return (
+        "SELECT n.__row__, n.sample_id, n.uri FROM norm n "
+        f"LEFT JOIN samples s USING (sample_id) WHERE {cond} ORDER BY n.__row__",
+        [],
+    )
+
+
+def stage_probe_table(frame_name: str) -> Query:
+    """Temp table ``probe`` (row, width, height, content_hash, skip) from a registered frame."""
+    return f"CREATE OR REPLACE TEMP TABLE probe AS SELECT * FROM {quote_ident(frame_name)}", []
+
+
+def probe_mismatches(limit: int = 20) -> Query:
+    """Probed rows whose manifest width, height or hash differs from what the file says.
+
+    ``(row, sample_id, width, probed width, height, probed height, hash, probed hash, total)``.
+    """
+    return (
+        "SELECT n.__row__, n.sample_id, n.width, p.width, n.height, p.height, n.content_hash, "
+        "p.content_hash, count(*) OVER () FROM norm n JOIN probe p ON p.row = n.__row__ "
+        "WHERE NOT p.skip AND (n.width <> p.width OR n.height <> p.height "
+        "OR n.content_hash <> p.content_hash) ORDER BY n.__row__ LIMIT ?",
+        [limit],
+    )
+
+
+def stage_probe_results() -> Query:
+    """Temp table ``norm_probed``: staged samples, measured values first, minus skipped rows."""
     return (
         "CREATE OR REPLACE TEMP TABLE norm_probed AS SELECT n.* REPLACE ("
-        "coalesce(n.width, p.width) AS width, coalesce(n.height, p.height) AS height, "
-        "coalesce(n.content_hash, p.content_hash) AS content_hash) "
-        f"FROM norm n LEFT JOIN {quote_ident(frame_name)} p ON p.row = n.__row__ "
-        "WHERE p.skip IS NOT TRUE",
+        "coalesce(p.width, n.width) AS width, coalesce(p.height, n.height) AS height, "
+        "coalesce(p.content_hash, n.content_hash) AS content_hash), "
+        "p.row IS NOT NULL AS probed "
+        "FROM norm n LEFT JOIN probe p ON p.row = n.__row__ WHERE p.skip IS NOT TRUE",
         [],
     )
 
 
 def stage_probe_results_none() -> Query:
     """``norm_probed`` without probing (``--no-probe``): sizes and hashes stay as given."""
-    return "CREATE OR REPLACE TEMP VIEW norm_probed AS SELECT * FROM norm", []
+    return "CREATE OR REPLACE TEMP VIEW norm_probed AS SELECT *, false AS probed FROM norm", []
 
 
-def local_uris_to_probe(only_new: bool) -> Query:
-    """Row, id and URI of staged samples with a local path (and, if ``only_new``, no hash yet)."""
-    cond = "NOT regexp_matches(n.uri, '^[A-Za-z][A-Za-z0-9+.-]*://')"
-    if only_new:
-        cond += " AND (s.sample_id IS NULL OR s.content_hash IS NULL OR s.uri <> n.uri)"
+def unprobed_rows_gone_stale(limit: int = 20) -> Query:
+    """Inside the write: rows left unprobed because the catalog held them measured, that no
+    longer are (another write changed or removed them meanwhile)."""
     return (
-        "SELECT n.__row__, n.sample_id, n.uri FROM norm n "
-        f"LEFT JOIN samples s USING (sample_id) WHERE {cond} ORDER BY n.__row__",
-        [],
+        "SELECT n.__row__, n.sample_id FROM norm_probed n LEFT JOIN samples s USING (sample_id) "
+        f"WHERE NOT n.probed AND {_LOCAL} AND {_NEEDS_PROBE} ORDER BY n.__row__ LIMIT ?",
+        [limit],
     )
 
 
@@ -176,33 +274,42 @@ def record_import(import_id: int, kind: str, source: str, summary_json: str) -> 
     )
 
 
-def insert_new_samples(import_id: int, metadata_names: Sequence[str]) -> Query:
-    """Insert staged samples (from ``norm_probed``) whose id is not in the catalog yet."""
+def insert_new_samples(import_id: int, metadata_names: Sequence[str], default_split_labeled: str,
+                       default_split_unlabeled: str) -> Query:
+    """Insert staged samples (from ``norm_probed``) whose id is not in the catalog yet.
+
+    Only here do defaults apply: a new sample with no split gets ``default_split_labeled`` or
+    ``default_split_unlabeled`` by whether it has a label.
+    """
     meta = "".join(f", {quote_ident(n)}" for n in metadata_names)
     return (
         "INSERT INTO samples (sample_id, uri, width, height, split, content_hash, ingested_at, "
         f"import_id, label{meta}) "
-        "SELECT n.sample_id, n.uri, n.width, n.height, n.split, n.content_hash, "
+        "SELECT n.sample_id, n.uri, n.width, n.height, "
+        "coalesce(n.split, CASE WHEN n.label IS NULL THEN ? ELSE ? END), n.content_hash, "
         f"current_timestamp::TIMESTAMP, ?, n.label{''.join(f', n.{quote_ident(m)}' for m in metadata_names)} "
         "FROM norm_probed n ANTI JOIN samples s USING (sample_id)",
-        [import_id],
+        [default_split_unlabeled, default_split_labeled, import_id],
     )
 
 
 def update_changed_samples(metadata_names: Sequence[str]) -> Query:
-    """Update split, size, hash and metadata of existing samples where the manifest differs."""
-    sets = ["split = n.split",
+    """Update split, size, hash and metadata of existing samples where the manifest gives another value.
+
+    A NULL in ``norm_probed`` (column absent, or cell blank) keeps the stored value.
+    """
+    sets = ["split = coalesce(n.split, samples.split)",
             "width = coalesce(n.width, samples.width)",
             "height = coalesce(n.height, samples.height)",
             "content_hash = coalesce(n.content_hash, samples.content_hash)"]
-    diffs = ["samples.split IS DISTINCT FROM n.split",
+    diffs = ["(n.split IS NOT NULL AND samples.split IS DISTINCT FROM n.split)",
              "(n.width IS NOT NULL AND samples.width IS DISTINCT FROM n.width)",
              "(n.height IS NOT NULL AND samples.height IS DISTINCT FROM n.height)",
              "(n.content_hash IS NOT NULL AND samples.content_hash IS DISTINCT FROM n.content_hash)"]
     for name in metadata_names:
         c = quote_ident(name)
-        sets.append(f"{c} = n.{c}")
-        diffs.append(f"samples.{c} IS DISTINCT FROM n.{c}")
+        sets.append(f"{c} = coalesce(n.{c}, samples.{c})")
+        diffs.append(f"(n.{c} IS NOT NULL AND samples.{c} IS DISTINCT FROM n.{c})")
     return (
         f"UPDATE samples SET {', '.join(sets)} FROM norm_probed n "
         f"WHERE samples.sample_id = n.sample_id AND ({' OR '.join(diffs)})",
@@ -279,7 +386,7 @@ def stage_prob_predictions(stage: str, id_column: str, prob_expr: str) -> Query:
     """Temp table ``pred`` with row, id and the probability vector built by ``prob_expr``."""
     return (
         f"CREATE OR REPLACE TEMP TABLE pred AS SELECT {STAGE_ROW}, "
-        f"{quote_ident(id_column)}::VARCHAR AS sample_id, ({prob_expr})::FLOAT[] AS probs "
+        f"{_sample_id(id_column)} AS sample_id, ({prob_expr})::FLOAT[] AS probs "
         f"FROM {quote_ident(stage)}",
         [],
     )
@@ -326,7 +433,7 @@ def stage_top1_predictions(stage: str, id_column: str, label_column: str,
     conf = f"{quote_ident(confidence_column)}::DOUBLE" if confidence_column else "NULL::DOUBLE"
     return (
         f"CREATE OR REPLACE TEMP TABLE pred AS SELECT {STAGE_ROW}, "
-        f"{quote_ident(id_column)}::VARCHAR AS sample_id, "
+        f"{_sample_id(id_column)} AS sample_id, "
         f"nullif(trim({quote_ident(label_column)}::VARCHAR), '') AS pred_label, {conf} AS confidence "
         f"FROM {quote_ident(stage)}",
         [],
