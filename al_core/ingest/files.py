@@ -107,6 +107,8 @@ def check_header(cur: duckdb.DuckDBPyConnection, path: Path, fmt: str) -> None:
     repeated or differ only by case (DuckDB's readers would rename those silently)."""
     try:
         names = raw_column_names(cur, path, fmt)
+    except UnicodeDecodeError:
+        raise  # stage() says where the bytes that are not UTF-8 are
     except (duckdb.Error, OSError, ValueError, csv.Error) as err:
         message = str(err).split("\n\n")[0].strip()
         raise IngestError(str(path), [f"cannot be read as {fmt}: {message}"]) from None
@@ -135,17 +137,19 @@ def stage(cur: duckdb.DuckDBPyConnection, table: str, path: Path, fmt: str | Non
     """Load ``path`` into temp table ``table`` (with ``__row__``) and return its row count."""
     check_readable(path)
     fmt = fmt or detect_format(path)
-    if fmt in ("csv", "jsonl"):
-        bad = first_invalid_utf8_line(path)
+    try:
+        check_header(cur, path, fmt)
+        cur.execute(*sql.stage_file(table, str(path), fmt))
+    except (duckdb.Error, IngestError, UnicodeDecodeError) as err:
+        # DuckDB's readers refuse bytes that are not UTF-8; only then look for where they are
+        bad = first_invalid_utf8_line(path) if fmt in ("csv", "jsonl") else None
         if bad:
             line, col, byte = bad
             raise IngestError(str(path), [
                 f"line {line}, column {col}: byte 0x{byte:02x} is not valid UTF-8; "
-                "save the file as UTF-8 and import it again"])
-    check_header(cur, path, fmt)
-    try:
-        cur.execute(*sql.stage_file(table, str(path), fmt))
-    except duckdb.Error as err:
+                "save the file as UTF-8 and import it again"]) from None
+        if isinstance(err, IngestError):
+            raise
         message = str(err).split("\n\n")[0].strip()
         raise IngestError(str(path), [f"cannot be read as {fmt}: {message}"]) from None
     n = int(cur.execute(*db_sql.count_rows(table)).fetchone()[0])

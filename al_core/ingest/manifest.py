@@ -304,7 +304,8 @@ def _write(cat: Catalog, stage: duckdb.DuckDBPyConnection, result: ImportResult,
                     *sql.update_changed_samples(meta_names)).fetchone()[0]
             result.new_label_versions = cur.execute(
                 *sql.insert_changed_labels(label_source, import_id, batch_id)).fetchone()[0]
-            cur.execute(sql.APPLY_CURRENT_LABELS)
+            if existing_rows:  # new samples were inserted with their label already
+                cur.execute(sql.APPLY_CURRENT_LABELS)
             if not (result.new_samples or result.updated_samples or result.new_label_versions
                     or result.fields_added):
                 raise _NothingChanged

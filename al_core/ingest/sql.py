@@ -70,12 +70,19 @@ def rows_where_blank(table: str, column: str, limit: int = 20) -> Query:
 
 
 def duplicate_values(table: str, column: str, limit: int = 20) -> Query:
-    """Values of ``column`` that occur more than once, with the rows they occur in."""
+    """Values of ``column`` that occur more than once, with the rows they occur in.
+
+    The rows are listed only for the few duplicated values (a list per value of a big file
+    would cost more than the check itself).
+    """
     col = quote_ident(column)
+    tbl = quote_ident(table)
     return (
-        f"SELECT {col}::VARCHAR AS value, list(({STAGE_ROW}) ORDER BY {STAGE_ROW}) AS rows "
-        f"FROM {quote_ident(table)} WHERE {col} IS NOT NULL "
-        f"GROUP BY {col} HAVING count(*) > 1 ORDER BY min({STAGE_ROW}) LIMIT ?",
+        f"WITH dup AS (SELECT {col} AS v FROM {tbl} WHERE {col} IS NOT NULL "
+        f"GROUP BY {col} HAVING count(*) > 1) "
+        f"SELECT t.{col}::VARCHAR AS value, list(t.{STAGE_ROW} ORDER BY t.{STAGE_ROW}) AS rows "
+        f"FROM {tbl} t SEMI JOIN dup ON t.{col} = dup.v "
+        f"GROUP BY t.{col} ORDER BY min(t.{STAGE_ROW}) LIMIT ?",
         [limit],
     )
 
@@ -157,12 +164,17 @@ def normalized_manifest(stage: str, cols: dict[str, str | None], base_dir: str,
     q = quote_ident
     path = q(cols["path"])  # type: ignore[arg-type]
     raw_path = f"trim({path}::VARCHAR)"
+    # cheap tests first: most paths are relative and have no scheme, so no regexp runs for them
     uri = (
-        f"CASE WHEN regexp_matches({raw_path}, '^[A-Za-z][A-Za-z0-9+.-]*://') THEN {raw_path} "
-        f"WHEN starts_with({raw_path}, '/') THEN {raw_path} "
-        f"ELSE rtrim(?, '/') || '/' || regexp_replace({raw_path}, '^(\\./)+', '') END"
+        f"CASE WHEN starts_with({raw_path}, '/') THEN {raw_path} "
+        f"WHEN contains({raw_path}, '://') "
+        f"AND regexp_matches({raw_path}, '^[A-Za-z][A-Za-z0-9+.-]*://') THEN {raw_path} "
+        f"WHEN starts_with({raw_path}, './') "
+        f"THEN ? || regexp_replace({raw_path}, '^(\\./)+', '') "
+        f"ELSE ? || {raw_path} END"
     )
-    params: list[Any] = [base_dir]
+    base = base_dir.rstrip("/") + "/"
+    params: list[Any] = [base, base]
     if cols.get("id"):
         sample_id = _sample_id(cols["id"])  # type: ignore[arg-type]
     else:
