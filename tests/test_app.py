@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,6 +13,7 @@ from streamlit.testing.v1 import AppTest
 from al_core.db.catalog import Catalog
 from al_core.db.sql import quote_ident
 from al_core.view.filters import Condition, drill_spec
+from pages._ui.gallery import GALLERY_COLUMNS
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 TIMEOUT = 90
@@ -39,8 +41,33 @@ def _metric(at: AppTest, label: str) -> int:
     return int(next(m.value for m in at.metric if m.label == label).replace(",", ""))
 
 
-def _gallery_ids(at: AppTest) -> list[str]:
-    return [c.value.split("`")[1] for c in at.caption if c.value.startswith("`")]
+def _cards(at: AppTest) -> list[list[str]]:
+    """The gallery's captions in the order Streamlit lists them, each split into its parts."""
+    return [c.value.split(" · ") for c in at.caption if c.value.startswith("`")]
+
+
+#: What a gallery card shows, per sample: hand-written SQL on the same file, page by page.
+CARD_SQL = ("SELECT sample_id, label, pred_label, pred_confidence, time_of_day, weather FROM samples "
+            "WHERE {where} ORDER BY sample_id LIMIT 24 OFFSET {offset}")
+
+
+def _assert_gallery_shows(at: AppTest, path: Path, where: str, page: int = 1) -> list[str]:
+    """The gallery shows exactly the page the SQL selects: ids, labels, predictions, metadata."""
+    rows = _direct(path, CARD_SQL.format(where=where, offset=24 * (page - 1)))
+    assert rows, "a page with nothing on it would prove nothing"
+    cards = _cards(at)
+    assert len(cards) == len(rows)
+    # cards fill the grid's rows left to right; Streamlit lists the grid column by column
+    listed = [i for c in range(GALLERY_COLUMNS) for i in range(c, len(rows), GALLERY_COLUMNS)]
+    for card, i in zip(cards, listed, strict=True):
+        sample_id, label, pred, confidence, time_of_day, weather = rows[i]
+        assert card[0] == f"`{sample_id}`"
+        assert card[1] == (label if label is not None else "unlabeled"), sample_id
+        shown = re.fullmatch(r"pred \*\*(.+)\*\* \((\d+)%\)", card[2])
+        assert shown and shown[1] == pred, (sample_id, card)
+        assert abs(int(shown[2]) - 100 * confidence) <= 0.5 + 1e-6, (sample_id, card)
+        assert card[3:] == [v for v in (time_of_day, weather) if v is not None], (sample_id, card)
+    return [r[0] for r in rows]
 
 
 def _gallery_total(at: AppTest) -> int:
@@ -52,7 +79,16 @@ def test_overview_loads_with_charts(app_catalog: Path) -> None:
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
     assert not at.exception
     assert at.title[0].value == "Overview"
-    assert _metric(at, "Samples") == _direct(app_catalog, "SELECT count(*) FROM samples")[0][0]
+    expected = _direct(app_catalog, "SELECT count(*), count(label), count(*) - count(label), count(DISTINCT label), "
+                                    "count(DISTINCT split), (SELECT count(*) FROM model_runs), "
+                                    "(SELECT count(*) FROM embedding_sets) FROM samples")[0]
+    shown = [_metric(at, m) for m in ("Samples", "Labeled", "Unlabeled", "Classes", "Splits", "Model runs",
+                                      "Embedding sets")]
+    assert tuple(shown) == expected
+    largest, smallest = _direct(app_catalog, "SELECT max(n), min(n) FROM (SELECT count(*) AS n FROM samples "
+                                             "WHERE label IS NOT NULL GROUP BY label)")[0]
+    ratio = next(m.value for m in at.metric if m.label == "Largest / smallest class")
+    assert ratio == f"{largest / smallest:.1f} : 1"
     assert len(at.get("plotly_chart")) >= 6
     assert len(at.dataframe) == 1  # the slices table
 
@@ -78,29 +114,63 @@ def test_url_filter_is_applied_on_load(app_catalog: Path) -> None:
     assert at.multiselect(key="flt_f_time_of_day").value == ["night"]
 
 
-@pytest.mark.parametrize("conditions, where", [
-    ((Condition("label", "traffic_cone_green"),), "label = 'traffic_cone_green'"),
-    ((Condition("label", is_null=True), Condition("time_of_day", "night")), "label IS NULL AND time_of_day = 'night'"),
-    ((Condition("brightness", low=0.3, high=0.5),), "brightness >= 0.3 AND brightness < 0.5"),
+@pytest.mark.parametrize("conditions, where, page", [
+    ((Condition("label", "traffic_cone_green"),), "label = 'traffic_cone_green'", 1),
+    ((Condition("label", is_null=True), Condition("time_of_day", "night")), "label IS NULL AND time_of_day = 'night'", 1),
+    ((Condition("label", is_null=True), Condition("time_of_day", "night")), "label IS NULL AND time_of_day = 'night'", 3),
+    ((Condition("brightness", low=0.3, high=0.5),), "brightness >= 0.3 AND brightness < 0.5", 2),
+    ((Condition("label", is_null=True), Condition("pred_label", "car"), Condition("weather", "fog")),
+     "label IS NULL AND pred_label = 'car' AND weather = 'fog'", 2),
 ])
-def test_drill_down_gallery_shows_exactly_those_samples(app_catalog: Path, conditions: tuple, where: str) -> None:
+def test_drill_down_gallery_shows_exactly_those_samples(app_catalog: Path, conditions: tuple, where: str,
+                                                       page: int) -> None:
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
     at.session_state["overview_drill"] = drill_spec("test", *conditions)
     at.run()
     assert not at.exception
-    expected = [r[0] for r in _direct(app_catalog, f"SELECT sample_id FROM samples WHERE {where} ORDER BY sample_id")]
-    assert _gallery_total(at) == len(expected)
-    assert sorted(_gallery_ids(at)) == expected[:24]  # the first page, in id order (grid reads column-wise)
+    total = _direct(app_catalog, f"SELECT count(*) FROM samples WHERE {where}")[0][0]
+    assert _gallery_total(at) == total
+    if page > 1:
+        at.number_input(key="ov_drill_gallery_page").set_value(page).run()
+        assert not at.exception
+    _assert_gallery_shows(at, app_catalog, where, page)
 
 
 def test_samples_page_gallery_follows_the_filter(app_catalog: Path) -> None:
     at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
     at.switch_page("pages/samples.py").run()
-    at.multiselect(key="flt_class").set_value(["bus"]).run()
-    expected = _direct(app_catalog, "SELECT count(*) FROM samples WHERE label = 'bus'")[0][0]
     assert at.title[0].value == "Samples"
-    assert _gallery_total(at) == expected
-    assert all(f"`{i}`" in c.value for i, c in zip(_gallery_ids(at), at.caption, strict=False))
+    _assert_gallery_shows(at, app_catalog, "TRUE")
+    at.multiselect(key="flt_class").set_value(["bus"]).run()
+    assert _gallery_total(at) == _direct(app_catalog, "SELECT count(*) FROM samples WHERE label = 'bus'")[0][0]
+    first = _assert_gallery_shows(at, app_catalog, "label = 'bus'")
+    at.number_input(key="samples_page").set_value(2).run()
+    assert not at.exception
+    second = _assert_gallery_shows(at, app_catalog, "label = 'bus'", page=2)
+    assert not set(first) & set(second)
+
+
+def test_samples_page_from_a_shared_link(app_catalog: Path) -> None:
+    """A link with a filter opens the Samples page on the pool it selects, predictions and all."""
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params["labeled"] = "unlabeled"
+    at.query_params["f.weather"] = ["fog", "rain"]
+    at.switch_page("pages/samples.py").run()
+    assert at.title[0].value == "Samples"
+    where = "label IS NULL AND weather IN ('fog', 'rain')"
+    assert _gallery_total(at) == _direct(app_catalog, f"SELECT count(*) FROM samples WHERE {where}")[0][0]
+    at.number_input(key="samples_page").set_value(3).run()
+    _assert_gallery_shows(at, app_catalog, where, page=3)
+
+
+def test_gallery_leaves_out_missing_metadata(app_catalog: Path) -> None:
+    with Catalog.open(app_catalog) as cat, cat.transaction("test setup") as cur:
+        cur.execute("UPDATE samples SET weather = NULL WHERE label = 'bus' AND sample_key % 2 = 0")
+    assert _direct(app_catalog, "SELECT count(*) FROM samples WHERE label = 'bus' AND weather IS NULL")[0][0] > 0
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at.switch_page("pages/samples.py").run()
+    at.multiselect(key="flt_class").set_value(["bus"]).run()
+    _assert_gallery_shows(at, app_catalog, "label = 'bus'")
 
 
 def test_empty_catalog_says_how_to_fill_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

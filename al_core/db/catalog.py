@@ -23,14 +23,16 @@ import time
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import duckdb
-import pandas as pd
 
 from al_core import __version__
 from al_core.db import sql
 from al_core.errors import CatalogBusyError, CatalogError, SchemaVersionError
+
+if TYPE_CHECKING:  # pandas loads only where a frame is asked for: CLI start-up stays quick
+    import pandas as pd
 
 try:  # POSIX; elsewhere DuckDB's own lock and the retries below still keep writes safe
     import fcntl

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from al_core.db.catalog import Catalog
 from al_core.db.sql import BUILTIN_SAMPLE_COLUMNS
@@ -14,6 +12,9 @@ from al_core.errors import IngestError
 from al_core.ingest import files
 from al_core.ingest.files import RESERVED
 from al_core.ingest.manifest import ROLE_ALIASES, ImportResult, ingest_frame
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _IMAGE_KEYS_USED = {"id", "file_name", "width", "height"}
 
@@ -139,6 +140,8 @@ def coco_manifest(path: Path, data: dict[str, Any], split: str | None) -> pd.Dat
         raise IngestError(str(path), problems)
     if not rows:
         raise IngestError(str(path), ["contains no images"])
+    import pandas as pd
+
     frame = pd.DataFrame(rows)
     frame["label"] = frame["label"].astype("string")
     for key in ("width", "height"):

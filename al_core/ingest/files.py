@@ -5,14 +5,16 @@ from __future__ import annotations
 import csv
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
-import pandas as pd
-import pyarrow.parquet as pq
 
 from al_core.db import sql as db_sql
 from al_core.errors import IngestError
 from al_core.ingest import sql
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 FORMATS = {
     ".csv": "csv",
@@ -68,6 +70,8 @@ def _csv_header(cur: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
 def raw_column_names(cur: duckdb.DuckDBPyConnection, path: Path, fmt: str) -> list[str]:
     """Column names as written: the CSV header, the Parquet schema, or every JSONL record's keys."""
     if fmt == "parquet":
+        import pyarrow.parquet as pq
+
         return list(pq.read_schema(path).names)
     if fmt == "jsonl":
         return [r[0] for r in cur.execute(*sql.jsonl_keys(str(path))).fetchall()]

@@ -5,13 +5,15 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
-
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from al_core.db.catalog import Catalog
 from al_core.errors import IngestError
 from al_core.ingest.images import IMAGE_EXTENSIONS
 from al_core.ingest.manifest import ImportResult, ingest_frame
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: Top-level folder names taken as the split rather than a class.
 SPLIT_NAMES = frozenset({"train", "val", "valid", "validation", "test", "unlabeled", "pool"})
@@ -47,6 +49,8 @@ def folder_manifest(root: Path) -> pd.DataFrame:
         paths.append(rel)
         labels.append(parts[-1] if parts else None)
         splits.append(split)
+    import pandas as pd
+
     frame = pd.DataFrame({"path": paths, "sample_id": paths,
                           "label": pd.array(labels, dtype="string"),
                           "split": pd.array(splits, dtype="string")})

@@ -5,15 +5,18 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
-import pandas as pd
 
 from al_core.db import sql as db_sql
 from al_core.db.catalog import Catalog, new_connection
 from al_core.errors import IngestError
 from al_core.ingest import files, sql
 from al_core.ingest.images import probe_images
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 #: Column names recognised for each role, case-insensitively, first match wins.
 ROLE_ALIASES: dict[str, tuple[str, ...]] = {
@@ -227,6 +230,8 @@ def _probe(cur: duckdb.DuckDBPyConnection, source: str, todo: list[tuple],
         skip.append(res.problem is not None)
         if res.problem:
             problems.append(f"row {res.row}: {res.problem}")
+    import pandas as pd
+
     frame = pd.DataFrame({"row": pd.array(rows, dtype="Int64"),
                           "width": pd.array(widths, dtype="Int32"),
                           "height": pd.array(heights, dtype="Int32"),

@@ -7,14 +7,17 @@ import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import duckdb
-import pandas as pd
 
 from al_core.db import sql as db_sql
 from al_core.db.catalog import Catalog, new_connection
 from al_core.errors import IngestError
 from al_core.ingest import files, sql
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 ID_ALIASES = ("sample_id", "id", "image_id")
 LIST_ALIASES = ("probs", "probabilities", "scores")

@@ -149,7 +149,10 @@ def under_represented_slices(cat: Catalog, flt: Filter, run: view_sql.RunRef | N
                     "conditions": tuple(Condition("class_or_pred" if n == "class" else n, v) for n, v in parts),
                 })
     out = pd.DataFrame(rows, columns=SLICE_COLUMNS)
-    return out.sort_values(["ratio", "pool_n", "slice"], ascending=[True, False, True], ignore_index=True)
+    # equal ratios (1/7 and 3/21 of the pool) differ by float noise: tie-break on a rounded key
+    out["_key"] = out["ratio"].round(12)
+    out = out.sort_values(["_key", "pool_n", "slice"], ascending=[True, False, True], ignore_index=True)
+    return out.drop(columns="_key")
 
 
 def drill_ids(cat: Catalog, flt: Filter, run: view_sql.RunRef | None) -> list[str]:

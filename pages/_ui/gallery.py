@@ -33,7 +33,7 @@ def _card(row: dict[str, Any], thumbs: Path, meta: list[str], key: str) -> None:
     if row.get("pred_label") is not None and not pd.isna(row.get("pred_label")):
         pred = f" · pred **{row['pred_label']}** ({float(row['confidence']):.0%})"
     st.caption(f"`{row['sample_id']}` · {row['label'] if row['label'] is not None and not pd.isna(row['label']) else 'unlabeled'}{pred}"
-               + "".join(f" · {row[m]}" for m in meta if row.get(m) is not None))
+               + "".join(f" · {row[m]}" for m in meta if not pd.isna(row.get(m))))
     if st.button("Enlarge", key=f"{key}_open_{row['sample_id']}"):
         _enlarge(row, str(Path(row["uri"])) if path else None)
 
