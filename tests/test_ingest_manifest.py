@@ -207,3 +207,15 @@ def test_many_missing_images_keep_the_hint_and_count(catalog: Catalog, tmp_path:
     message = str(err.value)
     assert "30 image(s) missing or unreadable" in message and "--skip-bad-images" in message
     assert "... and 11 more problem(s)" in message
+
+
+def test_a_column_whose_late_rows_do_not_fit_the_sniffed_type_is_read_from_every_row(
+        catalog: Catalog, tmp_path: Path) -> None:
+    rows = [f"img{i}.png,{i}" for i in range(30_000)] + ["img_last.png,not-a-number"]
+    path = tmp_path / "late.csv"
+    path.write_text("path,code\n" + "\n".join(rows) + "\n")
+    result = ingest_manifest(catalog, path, probe=False, progress=False)
+    assert result.new_samples == 30_001
+    assert catalog.metadata_fields()["code"] == "VARCHAR"
+    assert catalog.scalar("SELECT code FROM samples WHERE sample_id = 'img_last.png'") == "not-a-number"
+    assert catalog.scalar("SELECT code FROM samples WHERE sample_id = 'img7.png'") == "7"

@@ -143,7 +143,7 @@ def stage(cur: duckdb.DuckDBPyConnection, table: str, path: Path, fmt: str | Non
     fmt = fmt or detect_format(path)
     try:
         check_header(cur, path, fmt)
-        cur.execute(*sql.stage_file(table, str(path), fmt))
+        _stage_file(cur, table, path, fmt)
     except (duckdb.Error, IngestError, UnicodeDecodeError) as err:
         # DuckDB's readers refuse bytes that are not UTF-8; only then look for where they are
         bad = first_invalid_utf8_line(path) if fmt in ("csv", "jsonl") else None
@@ -162,12 +162,27 @@ def stage(cur: duckdb.DuckDBPyConnection, table: str, path: Path, fmt: str | Non
     return n
 
 
+def _stage_file(cur: duckdb.DuckDBPyConnection, table: str, path: Path, fmt: str,
+                types: dict[str, str] | None = None) -> None:
+    """Stage ``path``; a CSV whose later rows do not fit the types sniffed from a sample is
+    read again with types sniffed from every row."""
+    try:
+        for query in sql.stage_file(table, str(path), fmt, types):
+            cur.execute(*query)
+    except duckdb.ConversionException:
+        if fmt != "csv":
+            raise
+        for query in sql.stage_file(table, str(path), fmt, types, full_sniff=True):
+            cur.execute(*query)
+
+
 def stage_frame(cur: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> int:
     """Load an in-memory frame into temp table ``table`` (with ``__row__``)."""
     view = f"{table}_frame"
     cur.register(view, frame)
     try:
-        cur.execute(*sql.stage_view(table, view))
+        for query in sql.stage_view(table, view):
+            cur.execute(*query)
     finally:
         cur.unregister(view)
     return len(frame)
@@ -199,7 +214,7 @@ def read_as_text(cur: duckdb.DuckDBPyConnection, table: str, path: Path,
     types = ({c: "VARCHAR" for c in retype} if fmt == "csv" else
              {c: ("VARCHAR" if c in retype else t) for c, t in staged.items()})
     try:
-        cur.execute(*sql.stage_file(table, str(path), fmt, types))
+        _stage_file(cur, table, path, fmt, types)
     except duckdb.Error as err:
         message = str(err).split("\n\n")[0].strip()
         raise IngestError(str(path), [f"cannot be read as {fmt}: {message}"]) from None

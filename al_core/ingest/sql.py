@@ -10,16 +10,21 @@ from al_core.db.sql import Query, quote_ident
 STAGE_ROW = "__row__"
 
 
-def stage_file(table: str, path: str, fmt: str, types: dict[str, str] | None = None) -> Query:
-    """Load a CSV / Parquet / JSONL file into temp table ``table`` with a 1-based row number.
+def stage_file(table: str, path: str, fmt: str, types: dict[str, str] | None = None,
+               full_sniff: bool = False) -> list[Query]:
+    """Load a CSV / Parquet / JSONL file into temp view ``table``, its rows numbered from 1.
 
-    ``types`` (CSV: some columns; JSONL: every column) fixes column types instead of detecting
-    them, e.g. to read ids as the text they are written as.
+    The rows go to the temp table ``<table>__data`` in file order; the view adds ``__row__``
+    from the table's row ids (cheaper than numbering them while reading). ``types`` (CSV: some
+    columns; JSONL: every column) fixes column types instead of detecting them, e.g. to read ids
+    as the text they are written as. CSV types are detected from a sample of rows unless
+    ``full_sniff`` (every row: for files whose later rows do not fit the sample's types).
     """
+    sample = -1 if full_sniff else 100_000
     readers = {
-        "csv": "read_csv(?, header = true, auto_detect = true, sample_size = 100000{})",
+        "csv": f"read_csv(?, header = true, auto_detect = true{'' if not full_sniff else ', sample_size = -1'}{{}})",
         "parquet": "read_parquet(?{})",
-        "jsonl": "read_json(?, format = 'newline_delimited', sample_size = 100000{})",
+        "jsonl": f"read_json(?, format = 'newline_delimited', sample_size = {sample}{{}})",
         "json": "read_json(?, format = 'auto'{})",
     }
     if fmt not in readers:
@@ -27,11 +32,17 @@ def stage_file(table: str, path: str, fmt: str, types: dict[str, str] | None = N
     option = {"csv": ", types = ?", "jsonl": ", columns = ?"}.get(fmt, "") if types else ""
     if types and not option:
         raise ValueError(f"column types cannot be given for {fmt!r}")
-    return (
-        f"CREATE OR REPLACE TEMP TABLE {quote_ident(table)} AS "
-        f"SELECT row_number() OVER () AS {STAGE_ROW}, * FROM {readers[fmt].format(option)}",
-        [path, types] if option else [path],
-    )
+    data = quote_ident(table + "__data")
+    return [
+        (f"CREATE OR REPLACE TEMP TABLE {data} AS SELECT * FROM {readers[fmt].format(option)}",
+         [path, types] if option else [path]),
+        _numbered_view(table, data),
+    ]
+
+
+def _numbered_view(table: str, data: str) -> Query:
+    return (f"CREATE OR REPLACE TEMP VIEW {quote_ident(table)} AS "
+            f"SELECT rowid + 1 AS {STAGE_ROW}, * FROM {data}", [])
 
 
 def csv_dialect(path: str) -> Query:
@@ -50,13 +61,11 @@ def jsonl_keys(path: str) -> Query:
     )
 
 
-def stage_view(table: str, view: str) -> Query:
-    """Copy a registered in-memory frame ``view`` into temp table ``table`` with a row number."""
-    return (
-        f"CREATE OR REPLACE TEMP TABLE {quote_ident(table)} AS "
-        f"SELECT row_number() OVER () AS {STAGE_ROW}, * FROM {quote_ident(view)}",
-        [],
-    )
+def stage_view(table: str, view: str) -> list[Query]:
+    """Copy a registered in-memory frame ``view`` into staging view ``table`` (rows numbered)."""
+    data = quote_ident(table + "__data")
+    return [(f"CREATE OR REPLACE TEMP TABLE {data} AS SELECT * FROM {quote_ident(view)}", []),
+            _numbered_view(table, data)]
 
 
 def rows_where_blank(table: str, column: str, limit: int = 20) -> Query:
