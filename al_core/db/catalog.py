@@ -12,6 +12,7 @@ when. See the README's concurrency section.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -239,6 +240,17 @@ class _SharedFile:
 
 _FILES: dict[Path, _SharedFile] = {}
 _FILES_LOCK = threading.Lock()
+
+
+def _close_all() -> None:
+    """At exit: close lingering read connections (DuckDB objects alive at shutdown are reported leaked)."""
+    with _FILES_LOCK:
+        for shared in _FILES.values():
+            with shared.cond:
+                shared._close()
+
+
+atexit.register(_close_all)
 
 
 def _shared(path: Path) -> _SharedFile:
