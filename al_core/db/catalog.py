@@ -327,14 +327,14 @@ class Catalog:
     see the change.
     """
 
-    def __init__(self, path: Path, *, read_only: bool = False, role: str = "cli",
-                 url: str | None = None, wait: float | None = None) -> None:
-        self.path = path
+    def __init__(self, path: str | os.PathLike[str], *, read_only: bool = False,
+                 role: str = "cli", url: str | None = None, wait: float | None = None) -> None:
+        self.path = Path(path)
         self.read_only = read_only
         self.role = role
         self.url = url
         self.wait = wait
-        self._shared = _shared(path)
+        self._shared = _shared(self.path)
 
     # ---------------------------------------------------------------- opening
     @classmethod
