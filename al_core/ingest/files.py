@@ -106,9 +106,30 @@ def name_problems(names: list[str], *, positional: bool = True) -> list[str]:
     return problems
 
 
+def _too_wide(path: Path, n: int) -> IngestError:
+    return IngestError(str(path), [
+        f"has {n:,} columns, more than the {MAX_COLUMNS:,} an import may have "
+        "(al_core.ingest.files.MAX_COLUMNS); keep only the columns you need (predictions "
+        "over many classes: one list column 'probs' instead of prob_<class> columns)"])
+
+
+def _first_line_width(path: Path) -> int:
+    """Fields in a CSV's first line by Python's own sniffer: a cheap guard before DuckDB's sniffer,
+    which is slow and memory-hungry on thousands of columns."""
+    with path.open(encoding="utf-8-sig", errors="replace", newline="") as fh:
+        line = fh.readline(1 << 22)
+    try:
+        dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(line, ",\t;|")
+    except csv.Error:
+        dialect = csv.excel
+    return len(next(csv.reader([line], dialect), []))
+
+
 def check_header(cur: duckdb.DuckDBPyConnection, path: Path, fmt: str) -> None:
     """Refuse, before reading any data, a file with too many columns or names that are empty,
     repeated or differ only by case (DuckDB's readers would rename those silently)."""
+    if fmt == "csv" and (n := _first_line_width(path)) > MAX_COLUMNS:
+        raise _too_wide(path, n)
     try:
         names = raw_column_names(cur, path, fmt)
     except UnicodeDecodeError:
@@ -117,10 +138,7 @@ def check_header(cur: duckdb.DuckDBPyConnection, path: Path, fmt: str) -> None:
         message = str(err).split("\n\n")[0].strip()
         raise IngestError(str(path), [f"cannot be read as {fmt}: {message}"]) from None
     if len(names) > MAX_COLUMNS:
-        raise IngestError(str(path), [
-            f"has {len(names):,} columns, more than the {MAX_COLUMNS:,} an import may have "
-            "(al_core.ingest.files.MAX_COLUMNS); keep only the columns you need (predictions "
-            "over many classes: one list column 'probs' instead of prob_<class> columns)"])
+        raise _too_wide(path, len(names))
     problems = name_problems(names, positional=fmt != "jsonl")
     if problems:
         raise IngestError(str(path), problems)
