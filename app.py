@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from pages._ui.shell import run_page
 
-st.set_page_config(page_title="al-explorer", page_icon=":material/travel_explore:", layout="wide")
+#: Bundled, so no page load asks a font CDN for the icon (offline by default).
+FAVICON = Path(__file__).resolve().parent / "pages" / "_ui" / "favicon.png"
+
+st.set_page_config(page_title="al-explorer", page_icon=str(FAVICON), layout="wide")
 
 PAGES = [
     st.Page("pages/overview.py", title="Overview", icon=":material/insights:", default=True,

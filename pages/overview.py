@@ -10,6 +10,7 @@ from al_core.view.filters import drill_spec, field_kind, parse_drill
 from pages._ui.gallery import gallery
 from pages._ui.shell import call, catalog, empty_state
 from pages._ui.sidebar import sidebar_filter
+from pages._ui.text import plain
 
 DRILL_KEY = "overview_drill"
 
@@ -62,7 +63,7 @@ with right:
     st.metric("Normalized entropy", f"{imb.normalized_entropy:.2f}" if imb.n_classes else "–",
               help="1 = perfectly balanced classes, 0 = a single class")
     if run:
-        st.caption(f"Pool predictions from run **{run.name}**.")
+        st.caption(f"Pool predictions from run **{plain(run.name)}**.")
 _chart(charts.split_bars(call(cat, "split_distribution", flt), log), "ov_splits")
 
 st.subheader("Metadata")
@@ -98,7 +99,7 @@ if spec:
     title, conditions = parse_drill(spec)
     with drill_box.container(border=True):
         head, close = st.columns([5, 1])
-        head.subheader(f"Drill-down: {title}")
+        head.subheader(f"Drill-down: {plain(title)}")
         if close.button("Close", key="ov_drill_close"):
             del st.session_state[DRILL_KEY]
             st.rerun()

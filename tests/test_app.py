@@ -43,7 +43,12 @@ def _metric(at: AppTest, label: str) -> int:
 
 def _cards(at: AppTest) -> list[list[str]]:
     """The gallery's captions in the order Streamlit lists them, each split into its parts."""
-    return [c.value.split(" · ") for c in at.caption if c.value.startswith("`")]
+    return [parts for c in at.caption if len(parts := _unescape(c.value).split(" · ")) >= 2]
+
+
+def _unescape(markdown: str) -> str:
+    """The characters a backslash-escaped Markdown caption shows."""
+    return re.sub(r"\\(.)", r"\1", markdown)
 
 
 #: What a gallery card shows, per sample: hand-written SQL on the same file, page by page.
@@ -61,7 +66,7 @@ def _assert_gallery_shows(at: AppTest, path: Path, where: str, page: int = 1) ->
     listed = [i for c in range(GALLERY_COLUMNS) for i in range(c, len(rows), GALLERY_COLUMNS)]
     for card, i in zip(cards, listed, strict=True):
         sample_id, label, pred, confidence, time_of_day, weather = rows[i]
-        assert card[0] == f"`{sample_id}`"
+        assert card[0] == sample_id
         assert card[1] == (label if label is not None else "unlabeled"), sample_id
         shown = re.fullmatch(r"pred \*\*(.+)\*\* \((\d+)%\)", card[2])
         assert shown and shown[1] == pred, (sample_id, card)

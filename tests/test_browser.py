@@ -22,6 +22,7 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-ne
 SCREENSHOT = Path(__file__).resolve().parent.parent / "docs" / "screenshots" / "overview.png"
 
 pytestmark = pytest.mark.browser
+_NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # loopback only, never a proxy
 
 
 def _free_port() -> int:
@@ -40,6 +41,15 @@ def served(demo_build: tuple[Path, object], tmp_path_factory: pytest.TempPathFac
     con = duckdb.connect(str(path), read_only=True)
     counts = dict(con.execute("SELECT label, count(*) FROM samples WHERE label IS NOT NULL GROUP BY 1").fetchall())
     con.close()
+    proc, url, log = _serve(path)
+    yield url, path, counts
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()
+
+
+def _serve(path: Path) -> tuple[subprocess.Popen, str, object]:
+    """`al-explorer serve` on ``path`` at a free loopback port, once it answers its health check."""
     port = _free_port()
     log = open(path.with_suffix(".log"), "w")  # noqa: SIM115
     proc = subprocess.Popen([sys.executable, "-m", "al_core", "serve", "--catalog", str(path), "--port", str(port)],
@@ -48,7 +58,7 @@ def served(demo_build: tuple[Path, object], tmp_path_factory: pytest.TempPathFac
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+            with _NO_PROXY.open(f"{url}/_stcore/health", timeout=2) as r:
                 if r.status == 200:
                     break
         except OSError:
@@ -56,10 +66,7 @@ def served(demo_build: tuple[Path, object], tmp_path_factory: pytest.TempPathFac
     else:
         proc.terminate()
         pytest.fail(f"the app did not start: {path.with_suffix('.log').read_text()[-2000:]}")
-    yield url, path, counts
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
+    return proc, url, log
 
 
 @pytest.fixture(scope="module")
@@ -181,4 +188,58 @@ def test_cli_writes_while_the_app_is_open_and_the_app_shows_them(
     page.wait_for_selector("h1:has-text('Overview')", timeout=60_000)
     page.locator("[data-testid='stMetricValue']").first.wait_for(timeout=60_000)
     assert page.get_by_text("The catalog is busy").count() == 0
+    page.close()
+
+
+HOSTILE = ["![x](http://127.0.0.1:9/p.png)", "<img src=x onerror=\"document.title='pwned'\">",
+           "`tick` **bold** _it_", ":red[red] :material/home: $x^2$", "[link](http://127.0.0.1:9/)",
+           "www.example.org me@example.org"]
+
+
+@pytest.fixture(scope="module")
+def hostile_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """The app on a catalog whose ids, labels and metadata are Markdown and HTML."""
+    import pandas as pd
+    from PIL import Image
+
+    from al_core.db.catalog import Catalog
+    from al_core.ingest import ingest_manifest
+
+    folder = tmp_path_factory.mktemp("hostile")
+    rows = []
+    for i, text in enumerate(HOSTILE):
+        Image.new("RGB", (24, 24), (30 * i, 120, 90)).save(folder / f"{i}.png")
+        rows.append({"path": f"{i}.png", "sample_id": f"{text} #{i}", "label": text if i % 2 else None,
+                     "split": "train" if i % 2 else "unlabeled", "note": text})
+    pd.DataFrame(rows).to_csv(folder / "m.csv", index=False)
+    path = folder / "catalog.duckdb"
+    with Catalog.open(path) as cat:
+        ingest_manifest(cat, folder / "m.csv", progress=False)
+    proc, url, log = _serve(path)
+    yield url, path
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()
+
+
+def test_user_text_is_shown_literally_and_nothing_is_fetched_from_outside(
+        hostile_app: tuple[str, Path], browser: object, tmp_path: Path) -> None:
+    url, _ = hostile_app
+    page = browser.new_page(viewport={"width": 1400, "height": 1400})
+    outside: list[str] = []
+    page.on("request", lambda r: None if r.url.startswith((url, "data:", "blob:")) else outside.append(r.url))
+    for route in ("overview", "samples"):
+        page.goto(f"{url}/{route}", wait_until="domcontentloaded")
+        page.wait_for_selector(f"h1:has-text('{route.title()}')", timeout=90_000)
+        page.wait_for_timeout(2500)
+        if route == "samples":
+            captions = page.locator("[data-testid='stCaptionContainer']").all_inner_texts()
+            shown = " ".join(captions).replace("\u2060", "")  # word joiners keep autolinks off
+            for i, text in enumerate(HOSTILE):
+                assert f"{text} #{i}" in shown, (text, captions)
+        page.screenshot(path=str(tmp_path / f"hostile_{route}.png"), full_page=True)
+    assert page.title() != "pwned"
+    assert page.locator("img[src*='127.0.0.1:9']").count() == 0
+    assert page.locator("[data-testid='stMain'] a:not([href^='#'])").count() == 0  # no user text became a link
+    assert not outside, outside
     page.close()

@@ -12,6 +12,7 @@ from al_core import view
 from al_core.db.catalog import Catalog
 from al_core.thumbnails import cache_dir, thumbnail
 from al_core.view.filters import Filter, field_kind
+from pages._ui.text import plain
 
 PAGE_SIZE = 24
 GALLERY_COLUMNS = 6
@@ -29,11 +30,12 @@ def _card(row: dict[str, Any], thumbs: Path, meta: list[str], key: str) -> None:
         st.image(str(path), width="stretch")
     else:
         st.markdown("*(no preview)*")
-    pred = ""
-    if row.get("pred_label") is not None and not pd.isna(row.get("pred_label")):
-        pred = f" · pred **{row['pred_label']}** ({float(row['confidence']):.0%})"
-    st.caption(f"`{row['sample_id']}` · {row['label'] if row['label'] is not None and not pd.isna(row['label']) else 'unlabeled'}{pred}"
-               + "".join(f" · {row[m]}" for m in meta if not pd.isna(row.get(m))))
+    label = row["label"] if not pd.isna(row["label"]) else None
+    parts = [plain(row["sample_id"]), plain(label) if label is not None else "unlabeled"]
+    if not pd.isna(row.get("pred_label")):
+        parts.append(f"pred **{plain(row['pred_label'])}** ({float(row['confidence']):.0%})")
+    parts += [plain(row[m]) for m in meta if not pd.isna(row.get(m))]
+    st.caption(" · ".join(parts))
     if st.button("Enlarge", key=f"{key}_open_{row['sample_id']}"):
         _enlarge(row, str(Path(row["uri"])) if path else None)
 

@@ -13,6 +13,7 @@ from al_core import overview, view
 from al_core.db.catalog import Catalog, resolve_catalog_path
 from al_core.errors import CatalogBusyError, CatalogError
 from al_core.view.filters import Filter
+from pages._ui.text import plain
 
 #: How long a page waits for a writer (a CLI import, say) before it shows "catalog busy".
 APP_WAIT_S = 3.0
@@ -78,7 +79,7 @@ def empty_state(cat: Catalog) -> bool:
     """Show how to fill an empty catalog; True if it is empty."""
     if view.sample_count(cat):
         return False
-    st.info(f"The catalog `{cat.path}` has no samples yet. Fill it with the demo "
+    st.info(f"The catalog {plain(cat.path)} has no samples yet. Fill it with the demo "
             "(`al-explorer demo`) or your own data (`al-explorer ingest PATH`), then reload.")
     return True
 

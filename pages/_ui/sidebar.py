@@ -10,6 +10,7 @@ import streamlit as st
 from al_core import view
 from al_core.db.catalog import Catalog
 from al_core.view.filters import Filter, field_kind
+from pages._ui.text import plain
 
 
 def _options(cat: Catalog, column: str) -> list[str]:
@@ -70,7 +71,7 @@ def sidebar_filter(cat: Catalog) -> Filter:
     fields = cat.metadata_fields()
     _init_from_url(cat, fields)
     with st.sidebar:
-        st.caption(f"Catalog: `{cat.path}`")
+        st.caption(f"Catalog: {plain(cat.path)}")
         st.subheader("Filter")
         splits = st.multiselect("Split", _options(cat, "split"), key="flt_split")
         classes = st.multiselect("Class (ground truth)", _options(cat, "label"), key="flt_class")
