@@ -81,22 +81,63 @@ def writer(filled: Path) -> Iterator[subprocess.Popen]:
 
 def test_a_write_waits_for_a_reader_in_another_process_then_succeeds(
         filled: Path, reader: subprocess.Popen, tmp_path: Path) -> None:
-    extra = pd.DataFrame({"path": ["images/u1.png"], "sample_id": ["e"]})
-    manifest = write_manifest(extra, tmp_path / "extra.csv")
-    released = False
+    manifest = write_manifest(pd.DataFrame({"path": ["images/u1.png"], "sample_id": ["e"]}),
+                              tmp_path / "extra.csv")
+    released_at: list[float] = []
 
     def let_go_soon() -> None:
-        nonlocal released
         time.sleep(1.0)
+        released_at.append(time.monotonic())  # before the reader is told: no race with the write
         _finish(reader)
-        released = True
 
     threading.Thread(target=let_go_soon, daemon=True).start()
     cat = Catalog.open(filled)
     result = ingest_manifest(cat, manifest, progress=False)
-    assert released  # it could only write once the reader let go
+    done_at = time.monotonic()
+    assert released_at and done_at > released_at[0]  # it could only write once the reader let go
     assert result.new_samples == 1
     assert cat.scalar("SELECT count(*) FROM samples") == 5
+
+
+# A process that reads again and again, as an app with busy users does.
+BUSY_READER = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from al_core.db.catalog import Catalog
+    cat = Catalog(Path(sys.argv[1]), role="app")
+    print("reading", flush=True)
+    end = time.monotonic() + 20
+    while time.monotonic() < end:
+        cat.scalar("SELECT count(*) FROM samples")
+        time.sleep(0.05)
+""")
+
+
+def test_a_process_that_keeps_reading_does_not_starve_a_writer(filled: Path) -> None:
+    busy = _spawn(BUSY_READER, filled)
+    try:
+        assert busy.stdout.readline().strip() == "reading"
+        time.sleep(0.5)
+        t0 = time.monotonic()
+        with Catalog(filled, wait=10).transaction("tag while the app reads") as cur:
+            cur.execute("INSERT INTO tags VALUES ('a', 'busy', now()::TIMESTAMP)")
+        assert time.monotonic() - t0 < 10
+        assert busy.poll() is None  # the reader kept going: it waited, it did not fail
+    finally:
+        busy.kill()
+        busy.wait(timeout=30)
+    assert Catalog(filled).scalar("SELECT count(*) FROM tags") == 1
+
+
+def test_a_read_inside_a_write_of_the_same_thread_is_refused_at_once(filled: Path) -> None:
+    cat = Catalog(filled, wait=30)
+    t0 = time.monotonic()
+    with pytest.raises(RuntimeError, match="would wait for itself"), cat.transaction("outer"):
+        cat.scalar("SELECT 1")
+    with pytest.raises(RuntimeError, match="would wait for itself"), cat.read():
+        with cat.transaction("inner"):
+            pass
+    assert time.monotonic() - t0 < 5
 
 
 def test_a_write_that_cannot_wait_longer_names_what_holds_the_catalog(

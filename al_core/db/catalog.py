@@ -124,8 +124,12 @@ class _WriterLock:
                         f"{describe_writer(read_writer(catalog))}. Try again when it is done."
                     ) from None
                 time.sleep(_POLL_S * 5)
-        os.ftruncate(self.fd, 0)
-        os.pwrite(self.fd, json.dumps(record).encode(), 0)
+        try:
+            os.ftruncate(self.fd, 0)
+            os.pwrite(self.fd, json.dumps(record).encode(), 0)
+        except OSError:
+            self.release()
+            raise
 
     def release(self) -> None:
         if self.fd is not None:
@@ -171,12 +175,30 @@ class _SharedFile:
         self.generation = 0
 
     # -- reading
+    def _wait_for_writers(self, deadline: float) -> None:
+        """Under ``cond``: return once no writer, in this process or another, wants the file.
+
+        A writer in another process is seen by its lock: no new read starts, and the shared
+        connection is let go as soon as its running reads end, so the writer gets the file.
+        """
+        while True:
+            if self.writing or self.writers_waiting:
+                holder = "this process"
+            elif writer_active(self.path):
+                if self.readers == 0:
+                    self._close()
+                holder = describe_writer(read_writer(self.path))
+            else:
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise CatalogBusyError(f"catalog busy: {self.path} is being written by {holder}; "
+                                       "try again when it is done.")
+            self.cond.wait(timeout=min(remaining, _POLL_S * 2.5))
+
     def acquire_read(self, deadline: float) -> duckdb.DuckDBPyConnection:
         with self.cond:
-            while self.writing or self.writers_waiting:
-                if not self.cond.wait(timeout=max(0.0, deadline - time.monotonic())):
-                    raise CatalogBusyError(f"catalog busy: {self.path} is being written by this "
-                                           "process; try again in a moment.")
+            self._wait_for_writers(deadline)
             if self.con is None:
                 self.con = _attach(self.path, read_only=True, deadline=deadline)
             cur = self.con.cursor()
@@ -184,6 +206,13 @@ class _SharedFile:
             self.readers += 1
             self.generation += 1
             return cur
+
+    def join_read(self, deadline: float) -> None:
+        """Count a private read-only attachment as a reader of this process."""
+        with self.cond:
+            self._wait_for_writers(deadline)
+            self.readers += 1
+            self.generation += 1
 
     def release_read(self) -> None:
         with self.cond:
@@ -228,6 +257,7 @@ class _SharedFile:
                     self.writing = True
                 finally:
                     self.writers_waiting -= 1
+                    self.cond.notify_all()  # readers held back by this writer may go on
             try:
                 yield
             finally:
@@ -259,6 +289,26 @@ def _shared(path: Path) -> _SharedFile:
         if key not in _FILES:
             _FILES[key] = _SharedFile(key)
         return _FILES[key]
+
+
+_THREAD = threading.local()
+
+
+@contextlib.contextmanager
+def _holding(path: Path, mode: str) -> Iterator[None]:
+    """Refuse at once what would wait on itself: a read inside a write (or the other way round)
+    of the same catalog in one thread. Use the write's own cursor to read inside a write."""
+    held: dict[tuple[Path, str], int] = _THREAD.__dict__.setdefault("held", {})
+    other = "write" if mode == "read" else "read"
+    if held.get((path, other)) or (mode == "write" and held.get((path, "write"))):
+        raise RuntimeError(f"a {mode} of {path} inside a {other if held.get((path, other)) else mode} "
+                           "of it in the same thread would wait for itself; read through the "
+                           "write's cursor, or finish one before starting the other")
+    held[(path, mode)] = held.get((path, mode), 0) + 1
+    try:
+        yield
+    finally:
+        held[(path, mode)] -= 1
 
 
 def new_connection() -> duckdb.DuckDBPyConnection:
@@ -392,7 +442,7 @@ class Catalog:
             raise CatalogError(
                 f"The catalog {self.path} has schema version {current} and needs upgrading to "
                 f"{target}; open it once without --read-only to upgrade it.")
-        with self._write_connection("upgrade the catalog schema") as cur:
+        with self._write_connection("upgrade the catalog schema", create=True) as cur:
             current = self.schema_version(cur)  # re-read under the lock: another may have done it
             self._check_not_newer(current)
             for version, description, statements in sql.MIGRATIONS:
@@ -420,6 +470,11 @@ class Catalog:
         to it read-only for the block instead, so staged tables there can be joined with it.
         """
         deadline = self._deadline(READ_WAIT_S)
+        with _holding(self._shared.path, "read"):
+            yield from self._read(deadline, con)
+
+    def _read(self, deadline: float, con: duckdb.DuckDBPyConnection | None
+              ) -> Iterator[duckdb.DuckDBPyConnection]:
         if con is None:
             cur = self._shared.acquire_read(deadline)
             try:
@@ -429,13 +484,7 @@ class Catalog:
                     cur.close()
                 self._shared.release_read()
             return
-        with self._shared.cond:  # counts as a reader of this process while attached
-            while self._shared.writing or self._shared.writers_waiting:
-                self._shared.cond.wait(timeout=max(0.0, deadline - time.monotonic()))
-                if time.monotonic() >= deadline:
-                    raise CatalogBusyError(f"catalog busy: {self.path} is being written.")
-            self._shared.readers += 1
-            self._shared.generation += 1
+        self._shared.join_read(deadline)
         try:
             _attach(self.path, read_only=True, deadline=deadline, con=con)
             try:
@@ -472,8 +521,8 @@ class Catalog:
 
     # ---------------------------------------------------------------- writing
     @contextlib.contextmanager
-    def _write_connection(self, what: str, con: duckdb.DuckDBPyConnection | None = None
-                          ) -> Iterator[duckdb.DuckDBPyConnection]:
+    def _write_connection(self, what: str, con: duckdb.DuckDBPyConnection | None = None,
+                          create: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
         """The catalog attached for writing, for this block only, after the writer lock."""
         if self.read_only:
             raise CatalogError(f"The catalog {self.path} is open read-only; this write "
@@ -482,18 +531,20 @@ class Catalog:
         lock = _WriterLock(self.path)
         record = {"pid": os.getpid(), "role": self.role, "what": what, "since": time.time(),
                   "url": self.url, "host": socket.gethostname(), "al_explorer": __version__}
-        with self._shared.writing_slot(deadline):
+        if not create and not self.path.exists():
+            raise CatalogError(f"The catalog {self.path} no longer exists; nothing was written.")
+        with _holding(self._shared.path, "write"), self._shared.writing_slot(deadline):
             lock.acquire(record, deadline, self.path)
             try:
                 own = con is None
                 con = _attach(self.path, read_only=False, deadline=deadline, con=con)
                 try:
                     yield con
-                finally:
-                    if own:
-                        con.close()
-                    else:
-                        _detach(con)
+                except BaseException:
+                    with contextlib.suppress(duckdb.Error):  # never hide the block's own error
+                        con.close() if own else _detach(con)
+                    raise
+                con.close() if own else _detach(con)
             finally:
                 lock.release()
 
