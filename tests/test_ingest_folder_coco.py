@@ -85,6 +85,10 @@ def test_coco_classification(catalog: Catalog, tmp_path: Path) -> None:
     ({"images": [{"id": 10, "file_name": "imgs/1.png"}, {"id": 10, "file_name": "imgs/2.png"}]},
      "images[1]: duplicate image id 10"),
     ({"categories": "nope"}, "missing list field(s): categories"),
+    ({"images": [{"id": [10], "file_name": "imgs/1.png"}]}, "images[0]: 'id' must be a number or text"),
+    ({"categories": [{"id": 1, "name": "  "}]}, "categories[0]: needs 'id' and a non-blank 'name'"),
+    ({"annotations": [{"image_id": {"x": 1}, "category_id": 1}]},
+     "annotations[0]: 'image_id' and 'category_id' must be numbers or text"),
 ])
 def test_bad_coco_is_refused(catalog: Catalog, tmp_path: Path, changes: dict, fragment: str) -> None:
     before = content(catalog)

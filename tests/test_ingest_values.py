@@ -124,6 +124,42 @@ def test_no_probe_stores_valid_sizes(catalog: Catalog, tmp_path: Path) -> None:
     assert catalog.query_rows("SELECT width, height FROM samples") == [(640, 480)]
 
 
+def test_no_probe_never_overwrites_a_measured_size_or_hash(seeded: Catalog, tmp_path: Path) -> None:
+    measured = seeded.query_rows("SELECT width, height, content_hash FROM samples WHERE sample_id = 'a'")
+    path = tmp_path / "s.csv"
+    path.write_text(f"path,sample_id,width,height,content_hash\nimages/cat/c0.png,a,999,999,{GOOD_HASH}\n")
+    before = content(seeded)
+    result = ingest_manifest(seeded, path, probe=False)
+    assert not result.changed
+    assert seeded.query_rows("SELECT width, height, content_hash FROM samples WHERE sample_id = 'a'") == measured
+    assert_same_content(before, content(seeded))
+
+
+def test_no_probe_fills_in_what_was_not_measured(catalog: Catalog, tmp_path: Path) -> None:
+    first = write_manifest(pd.DataFrame({"path": ["x.png"], "sample_id": ["x"]}), tmp_path / "a.csv")
+    ingest_manifest(catalog, first, probe=False)
+    second = write_manifest(pd.DataFrame({"path": ["x.png"], "sample_id": ["x"], "width": [64]}),
+                            tmp_path / "b.csv")
+    assert ingest_manifest(catalog, second, probe=False).updated_samples == 1
+    assert catalog.scalar("SELECT width FROM samples") == 64
+
+
+def test_an_exif_rotated_image_may_be_given_by_its_stored_size(catalog: Catalog, tmp_path: Path) -> None:
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotated 90°: displayed 20 wide x 40 high, stored 40 x 20
+    Image.new("RGB", (40, 20), (9, 9, 9)).save(tmp_path / "r.jpg", exif=exif)
+    for i, (w, h) in enumerate([(40, 20), (20, 40)]):  # as COCO/PIL say it, or as displayed
+        path = tmp_path / f"r{i}.csv"
+        path.write_text(f"path,sample_id,width,height\nr.jpg,r{i},{w},{h}\n")
+        ingest_manifest(catalog, path, progress=False)
+    assert catalog.query_rows("SELECT width, height FROM samples ORDER BY 1") == [(20, 40), (20, 40)]
+    bad = tmp_path / "bad.csv"
+    bad.write_text("path,sample_id,width,height\nr.jpg,r9,40,40\n")
+    _refused(catalog, bad, ["row 1 (sample 'r9')", "says 40 but the image is 20 pixels wide"])
+
+
 # ----------------------------------------------------------------------------- names
 
 @pytest.mark.parametrize("name", ["sample_key", "Sample_Key", "pred_label", "pred_confidence",
@@ -161,6 +197,8 @@ NAME_CASES = [
      ["a column has an empty name (column 2)"]),
     ("csv_row", lambda p: _text(p / "r.csv", "path,__row__\nimages/u0.png,1\n"),
      ["column '__row__' (column 2)"]),
+    ("csv_rowid", lambda p: _text(p / "r.csv", "path,RowID\nimages/u0.png,7\nimages/u1.png,7\n"),
+     ["column 'RowID' (column 2) has a name al-explorer uses itself"]),
     ("tsv_quoted_case", lambda p: _text(p / "q.tsv", 'path\t"a\tb"\t"A\tB"\nimages/u0.png\t1\t2\n'),
      ["columns 'a\\tb', 'A\\tB' (column 2, 3) differ only by case"]),
     ("parquet_duplicate", lambda p: _parquet(p / "d.parquet", ["path", "w", "w"]),

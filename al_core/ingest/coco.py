@@ -87,12 +87,19 @@ def _images(data: dict[str, Any], problems: list[str]) -> dict[Any, tuple[int, d
     for i, img in enumerate(data["images"]):
         if not isinstance(img, dict) or "id" not in img or not img.get("file_name"):
             problems.append(f"images[{i}]: needs 'id' and 'file_name'")
+        elif not _is_id(img["id"]):
+            problems.append(f"images[{i}]: 'id' must be a number or text, not {img['id']!r}")
         elif img["id"] in images:
             problems.append(f"images[{i}]: duplicate image id {img['id']!r}")
         else:
             images[img["id"]] = (i, img)
             problems += _size_problems(i, img)
     return images
+
+
+def _is_id(value: Any) -> bool:
+    """COCO ids are numbers or text (a list or an object cannot name an image)."""
+    return isinstance(value, int | float | str) and not isinstance(value, bool)
 
 
 def coco_manifest(path: Path, data: dict[str, Any], split: str | None) -> pd.DataFrame:
@@ -104,8 +111,10 @@ def coco_manifest(path: Path, data: dict[str, Any], split: str | None) -> pd.Dat
     problems: list[str] = []
     categories: dict[Any, str] = {}
     for i, cat in enumerate(data["categories"]):
-        if not isinstance(cat, dict) or "id" not in cat or not cat.get("name"):
-            problems.append(f"categories[{i}]: needs 'id' and 'name'")
+        if not isinstance(cat, dict) or "id" not in cat or not str(cat.get("name") or "").strip():
+            problems.append(f"categories[{i}]: needs 'id' and a non-blank 'name'")
+        elif not _is_id(cat["id"]):
+            problems.append(f"categories[{i}]: 'id' must be a number or text, not {cat['id']!r}")
         else:
             categories[cat["id"]] = str(cat["name"])
     images = _images(data, problems)
@@ -119,7 +128,9 @@ def coco_manifest(path: Path, data: dict[str, Any], split: str | None) -> pd.Dat
             problems.append(f"{where}: has a bbox/segmentation; only classification "
                             "(one category per image, no boxes) is supported")
             continue
-        if ann["image_id"] not in images:
+        if not (_is_id(ann["image_id"]) and _is_id(ann["category_id"])):
+            problems.append(f"{where}: 'image_id' and 'category_id' must be numbers or text")
+        elif ann["image_id"] not in images:
             problems.append(f"{where}: unknown image_id {ann['image_id']!r}")
         elif ann["category_id"] not in categories:
             problems.append(f"{where}: unknown category_id {ann['category_id']!r}")

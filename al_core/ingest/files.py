@@ -53,7 +53,8 @@ def check_readable(path: Path) -> None:
 MAX_COLUMNS = 1_200
 
 #: Names the importers use for their own columns of a staged file.
-RESERVED = frozenset({sql.STAGE_ROW})
+#: ``rowid`` is DuckDB's own row id, which numbers the staged rows: a column must not hide it.
+RESERVED = frozenset({sql.STAGE_ROW, "rowid"})
 
 
 def _csv_header(cur: duckdb.DuckDBPyConnection, path: Path) -> list[str]:
@@ -90,7 +91,7 @@ def name_problems(names: list[str], *, positional: bool = True) -> list[str]:
         if not name.strip():
             problems.append(f"a column has an empty name{_at([i], positional)}; "
                             "give every column a name")
-        elif name in RESERVED:
+        elif name.lower() in RESERVED:
             problems.append(f"column {name!r}{_at([i], positional)} has a name al-explorer uses "
                             "itself; rename it")
         else:
@@ -194,8 +195,12 @@ def _stage_file(cur: duckdb.DuckDBPyConnection, table: str, path: Path, fmt: str
             cur.execute(*query)
 
 
-def stage_frame(cur: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame) -> int:
+def stage_frame(cur: duckdb.DuckDBPyConnection, table: str, frame: pd.DataFrame,
+                source: str) -> int:
     """Load an in-memory frame into temp table ``table`` (with ``__row__``)."""
+    problems = name_problems([str(c) for c in frame.columns])
+    if problems:
+        raise IngestError(source, problems)
     view = f"{table}_frame"
     cur.register(view, frame)
     try:

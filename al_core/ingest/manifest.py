@@ -45,7 +45,7 @@ _TIME_TYPES = {"DATE", "TIMESTAMP", "TIMESTAMP_NS", "TIMESTAMP_MS", "TIMESTAMP_S
 UNLABELED_SPLIT = "unlabeled"
 
 
-class _NothingChanged(Exception):
+class NothingChanged(Exception):
     """Raised inside the write transaction to roll back an import that changes nothing."""
 
 
@@ -258,6 +258,8 @@ def _mismatches(cur: duckdb.DuckDBPyConnection, roles: dict[str, str | None]) ->
     problems: list[str] = []
     for row, sid, width, p_width, height, p_height, digest, p_digest, _ in rows:
         where = f"row {row} (sample {sid!r})"
+        if width in (None, p_height) and height in (None, p_width):
+            width = height = None  # the stored size of an EXIF-rotated image: fine
         if width is not None and width != p_width:
             problems.append(f"{where}: column {roles['width']!r} says {width} but the image is "
                             f"{p_width} pixels wide")
@@ -278,6 +280,10 @@ def _recheck(cur: duckdb.DuckDBPyConnection, source: str, plan: list[tuple[str, 
     now = dict(cur.execute(*db_sql.metadata_fields()).fetchall())
     changed = [f"metadata field {name!r} became {now[name]} in the catalog meanwhile"
                for _, name, dtype in plan if name in now and not _compatible(now[name], dtype)]
+    by_lower = {k.lower(): k for k in now}
+    changed += [f"metadata field {by_lower[name.lower()]!r} was added meanwhile; this file's "
+                f"{name!r} differs from it only by case" for _, name, _ in plan
+                if name not in now and name.lower() in by_lower]
     problems = changed + _uri_conflicts(cur)
     if probed:  # rows left unprobed because the catalog held them measured must still be so
         problems += [f"row {row}: sample {sid!r} was changed in the catalog meanwhile" for row, sid
@@ -313,12 +319,12 @@ def _write(cat: Catalog, stage: duckdb.DuckDBPyConnection, result: ImportResult,
                 cur.execute(sql.APPLY_CURRENT_LABELS)
             if not (result.new_samples or result.updated_samples or result.new_label_versions
                     or result.fields_added):
-                raise _NothingChanged
+                raise NothingChanged
             summary = {k: v for k, v in result.__dict__.items() if k not in ("import_id", "skipped")}
             summary["skipped"] = len(result.skipped)
             cur.execute(*sql.record_import(import_id, result.kind, result.source, json.dumps(summary)))
             result.import_id = import_id
-    except _NothingChanged:
+    except NothingChanged:
         result.fields_added.clear()
 
 
@@ -403,7 +409,7 @@ def ingest_frame(cat: Catalog, frame: pd.DataFrame, *, kind: str, source: str, b
         raise IngestError(source, ["contains no images"])
     cur = new_connection()
     try:
-        files.stage_frame(cur, "stage", frame)
+        files.stage_frame(cur, "stage", frame, source)
         return ingest_staged(cat, cur, kind=kind, source=source, base_dir=base_dir,
                              rows=len(frame), **options)  # type: ignore[arg-type]
     finally:

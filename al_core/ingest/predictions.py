@@ -11,15 +11,15 @@ from typing import TYPE_CHECKING
 
 import duckdb
 
-from al_core.db import sql as db_sql
 from al_core.db.catalog import Catalog, new_connection
 from al_core.errors import IngestError
 from al_core.ingest import files, sql
+from al_core.ingest.manifest import ROLE_ALIASES, NothingChanged
 
 if TYPE_CHECKING:
     import pandas as pd
 
-ID_ALIASES = ("sample_id", "id", "image_id")
+ID_ALIASES = ROLE_ALIASES["id"]
 LIST_ALIASES = ("probs", "probabilities", "scores")
 LABEL_ALIASES = ("pred_label", "prediction", "predicted", "predicted_label", "label")
 CONFIDENCE_ALIASES = ("confidence", "score", "prob", "probability")
@@ -81,7 +81,7 @@ def _layout(source: str, columns: dict[str, str], classes: list[str] | None,
         if not order:
             raise IngestError(source, [f"column {list_col!r} holds probability lists; name the "
                                        "classes in order with --classes a,b,c"])
-        return _Layout(id_col, list(order), prob_expr=f"{db_sql.quote_ident(list_col)}::DOUBLE[]")
+        return _Layout(id_col, list(order), prob_expr=sql.prob_list_expr(list_col))
     label_col = _pick(columns, LABEL_ALIASES)
     if label_col:
         return _Layout(id_col, list(classes or run_classes or []), label_col=label_col,
@@ -167,13 +167,9 @@ def _import_staged(cat: Catalog, cur: duckdb.DuckDBPyConnection, source: str, ru
     try:
         with cat.transaction(f"predictions import of {source} (run {run!r})", con=cur):
             _write(cur, result, source, layout, has_probs)
-    except _NothingChanged:
+    except NothingChanged:
         pass
     return result
-
-
-class _NothingChanged(Exception):
-    """Raised inside the write transaction to roll back an import that changes nothing."""
 
 
 def _run_mismatch(run: str, existing: tuple | None, classes: list[str], has_probs: bool) -> list[str]:
@@ -200,7 +196,7 @@ def _write(cur: duckdb.DuckDBPyConnection, result: PredictionResult, source: str
     result.changed = (int(cur.execute(*sql.count_changed_predictions(existing[0])).fetchone()[0])
                       if existing else result.rows)
     if result.changed == 0:
-        raise _NothingChanged
+        raise NothingChanged
     import_id = int(cur.execute(sql.NEXT_IMPORT_ID).fetchone()[0])
     if existing is None:
         result.run_id = int(cur.execute(*sql.create_run(result.run, layout.classes, has_probs,
@@ -245,7 +241,7 @@ def import_predictions_frame(cat: Catalog, frame: pd.DataFrame, run: str, *, sou
     check_tolerance(source, tolerance)
     cur = new_connection()
     try:
-        files.stage_frame(cur, "stage", frame)
+        files.stage_frame(cur, "stage", frame, source)
         return _import_staged(cat, cur, source, run, len(frame), classes, None, tolerance)
     finally:
         cur.close()

@@ -25,7 +25,6 @@ def stage_file(table: str, path: str, fmt: str, types: dict[str, str] | None = N
         "csv": f"read_csv(?, header = true, auto_detect = true{'' if not full_sniff else ', sample_size = -1'}{{}})",
         "parquet": "read_parquet(?{})",
         "jsonl": f"read_json(?, format = 'newline_delimited', sample_size = {sample}{{}})",
-        "json": "read_json(?, format = 'auto'{})",
     }
     if fmt not in readers:
         raise ValueError(f"unknown file format {fmt!r}")
@@ -235,6 +234,14 @@ def stage_probe_table(frame_name: str) -> Query:
     return f"CREATE OR REPLACE TEMP TABLE probe AS SELECT * FROM {quote_ident(frame_name)}", []
 
 
+#: A manifest may give an image's size as displayed or, for an EXIF-rotated image, as stored
+#: (width and height swapped: what COCO exports and PIL's ``size`` say); the probe's is kept.
+_SIZE_AS_MEASURED = ("((n.width IS NULL OR n.width = p.width) "
+                     "AND (n.height IS NULL OR n.height = p.height))")
+_SIZE_SWAPPED = ("((n.width IS NULL OR n.width = p.height) "
+                 "AND (n.height IS NULL OR n.height = p.width))")
+
+
 def probe_mismatches(limit: int = 20) -> Query:
     """Probed rows whose manifest width, height or hash differs from what the file says.
 
@@ -243,7 +250,7 @@ def probe_mismatches(limit: int = 20) -> Query:
     return (
         "SELECT n.__row__, n.sample_id, n.width, p.width, n.height, p.height, n.content_hash, "
         "p.content_hash, count(*) OVER () FROM norm n JOIN probe p ON p.row = n.__row__ "
-        "WHERE NOT p.skip AND (n.width <> p.width OR n.height <> p.height "
+        f"WHERE NOT p.skip AND (NOT ({_SIZE_AS_MEASURED} OR {_SIZE_SWAPPED}) "
         "OR n.content_hash <> p.content_hash) ORDER BY n.__row__ LIMIT ?",
         [limit],
     )
@@ -317,16 +324,17 @@ def insert_new_samples(import_id: int, metadata_names: Sequence[str], default_sp
 def update_changed_samples(metadata_names: Sequence[str]) -> Query:
     """Update split, size, hash and metadata of existing samples where the manifest gives another value.
 
-    A NULL in ``norm_probed`` (column absent, or cell blank) keeps the stored value.
+    A NULL in ``norm_probed`` (column absent, or cell blank) keeps the stored value. Size and
+    hash come from the file: a probed row's replace what is stored; an unprobed row's
+    (``--no-probe``) only fill in what is missing, never overwrite a measured value.
     """
-    sets = ["split = coalesce(n.split, samples.split)",
-            "width = coalesce(n.width, samples.width)",
-            "height = coalesce(n.height, samples.height)",
-            "content_hash = coalesce(n.content_hash, samples.content_hash)"]
-    diffs = ["(n.split IS NOT NULL AND samples.split IS DISTINCT FROM n.split)",
-             "(n.width IS NOT NULL AND samples.width IS DISTINCT FROM n.width)",
-             "(n.height IS NOT NULL AND samples.height IS DISTINCT FROM n.height)",
-             "(n.content_hash IS NOT NULL AND samples.content_hash IS DISTINCT FROM n.content_hash)"]
+    sets = ["split = coalesce(n.split, samples.split)"]
+    diffs = ["(n.split IS NOT NULL AND samples.split IS DISTINCT FROM n.split)"]
+    for col in ("width", "height", "content_hash"):  # measured values: see the docstring
+        sets.append(f"{col} = CASE WHEN n.probed THEN coalesce(n.{col}, samples.{col}) "
+                    f"ELSE coalesce(samples.{col}, n.{col}) END")
+        diffs.append(f"(n.{col} IS NOT NULL AND samples.{col} IS DISTINCT FROM n.{col} "
+                     f"AND (n.probed OR samples.{col} IS NULL))")
     for name in metadata_names:
         c = quote_ident(name)
         sets.append(f"{c} = coalesce(n.{c}, samples.{c})")
@@ -411,6 +419,11 @@ def stage_prob_predictions(stage: str, id_column: str, prob_expr: str) -> Query:
         f"FROM {quote_ident(stage)}",
         [],
     )
+
+
+def prob_list_expr(column: str) -> str:
+    """A probability list column as ``DOUBLE[]``."""
+    return f"{quote_ident(column)}::DOUBLE[]"
 
 
 def prob_columns_expr(columns: Sequence[str]) -> str:

@@ -33,6 +33,9 @@ def run_page(page: Any) -> None:
         st.text(str(err))  # as text: it names files and ids a user wrote
         time.sleep(BUSY_RETRY_S)
         st.rerun()
+    except CatalogError as err:  # e.g. the file was deleted or replaced under the app
+        st.error("The catalog cannot be read.")
+        st.text(str(err))
     finally:
         _run.shell = False
 
@@ -85,11 +88,16 @@ def empty_state(cat: Catalog) -> bool:
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
-def cached(func: str, path: str, version: int, flt: Filter, *args: Any) -> Any:
+def cached(func: str, path: str, version: tuple[int, int], flt: Filter, *args: Any) -> Any:
     """Run ``al_core.overview.<func>(cat, flt, *args)``, cached per (catalog, version, filter, args)."""
     del version  # part of the cache key only
     return getattr(overview, func)(_open_catalog(path), flt, *args)
 
 
 def call(cat: Catalog, func: str, flt: Filter, *args: Any) -> Any:
-    return cached(func, str(cat.path.resolve()), cat.data_version(), flt, *args)
+    # the file's identity too: a catalog rebuilt at the same path may reach the same data version
+    try:
+        identity = (cat.path.stat().st_ino, cat.data_version())
+    except FileNotFoundError:
+        raise CatalogError(f"The catalog {cat.path} no longer exists.") from None
+    return cached(func, str(cat.path.resolve()), identity, flt, *args)

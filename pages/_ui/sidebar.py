@@ -40,7 +40,7 @@ def _field_widget(cat: Catalog, name: str, dtype: str) -> tuple[str, Any] | None
     key = f"flt_f_{name}"
     kind = field_kind(dtype)
     if kind == "categorical":
-        values = st.multiselect(name, _options(cat, name) + [view.NULL_VALUE], key=key)
+        values = st.multiselect(plain(name), _options(cat, name) + [view.NULL_VALUE], key=key)
         return ("categorical", tuple(values)) if values else None
     low, high = view.field_range(cat, name)
     if low is None or low == high:
@@ -48,12 +48,12 @@ def _field_widget(cat: Catalog, name: str, dtype: str) -> tuple[str, Any] | None
     if kind == "numeric":
         full = (float(low), float(high))
         value = {} if key in st.session_state else {"value": full}
-        chosen = st.slider(name, full[0], full[1], key=key, **value)
+        chosen = st.slider(plain(name), full[0], full[1], key=key, **value)
         return ("numeric", tuple(map(float, chosen))) if tuple(chosen) != full else None
     if kind == "time":
         full_d = (pd.Timestamp(low).date(), pd.Timestamp(high).date())
         value = {} if key in st.session_state else {"value": full_d}
-        chosen_d = st.date_input(name, min_value=full_d[0], max_value=full_d[1], key=key, **value)
+        chosen_d = st.date_input(plain(name), min_value=full_d[0], max_value=full_d[1], key=key, **value)
         if isinstance(chosen_d, tuple) and len(chosen_d) == 2 and tuple(chosen_d) != full_d:
             return ("time", (chosen_d[0], chosen_d[1]))
     return None
