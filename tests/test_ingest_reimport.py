@@ -237,3 +237,22 @@ def test_coco_image_without_an_extra_keeps_the_stored_value(catalog: Catalog, tm
              {"id": 11, "file_name": "imgs/2.png"}]
     result = ingest_coco(catalog, _coco(tmp_path, fewer), progress=False)
     _assert_nothing_changed(catalog, before, result)
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".jsonl"])
+def test_blank_cells_of_typed_fields_keep_what_is_stored(catalog: Catalog, tmp_path: Path,
+                                                         suffix: str) -> None:
+    first = tmp_path / "a.csv"
+    first.write_text("path,frame_no,seen_at\nx.png,1,2024-01-01 10:00\ny.png,2,2024-01-02 10:00\n")
+    ingest_manifest(catalog, first, probe=False)
+    second = tmp_path / f"b{suffix}"
+    if suffix == ".csv":  # spaces-only cells make the reader type both columns as text
+        second.write_text("path,frame_no,seen_at\nx.png,  ,\ny.png,5,  \n")
+    else:
+        second.write_text('{"path": "x.png", "frame_no": " ", "seen_at": ""}\n'
+                          '{"path": "y.png", "frame_no": "5", "seen_at": " "}\n')
+    result = ingest_manifest(catalog, second, probe=False)
+    assert result.updated_samples == 1
+    assert catalog.metadata_fields() == {"frame_no": "BIGINT", "seen_at": "TIMESTAMP"}
+    assert catalog.query_rows("SELECT sample_id, frame_no, seen_at::VARCHAR FROM samples ORDER BY 1") == [
+        ("x.png", 1, "2024-01-01 10:00:00"), ("y.png", 5, "2024-01-02 10:00:00")]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -129,8 +130,13 @@ def resolve_roles(columns: list[str], overrides: dict[str, str | None]) -> dict[
 
 
 def _plan_metadata(columns: dict[str, str], roles: dict[str, str | None],
-                   existing: dict[str, str]) -> tuple[list[tuple[str, str, str]], list[str]]:
-    """Decide each metadata column's catalog type; returns ``([(col, name, type)], problems)``."""
+                   existing: dict[str, str], text_fits: Callable[[str, str], bool] | None = None,
+                   ) -> tuple[list[tuple[str, str, str]], list[str]]:
+    """Decide each metadata column's catalog type; returns ``([(col, name, type)], problems)``.
+
+    A text column may feed a typed field when ``text_fits(column, type)``: every non-blank
+    value converts (a reader types a number column with a blank-but-spaces cell as text).
+    """
     used = {c for c in roles.values() if c}
     existing_lower = {k.lower(): (k, v) for k, v in existing.items()}
     plan: list[tuple[str, str, str]] = []
@@ -155,7 +161,8 @@ def _plan_metadata(columns: dict[str, str], roles: dict[str, str | None],
         incoming = catalog_type(duck_type)
         if low in existing_lower:
             name, current = existing_lower[low]
-            if not _compatible(current, incoming):
+            fits = incoming == "VARCHAR" and text_fits is not None and text_fits(col, current)
+            if not _compatible(current, incoming) and not fits:
                 problems.append(f"column {col!r} holds {incoming} values but metadata field "
                                 f"{name!r} is {current} in the catalog")
                 continue
@@ -349,13 +356,16 @@ def ingest_staged(cat: Catalog, cur: duckdb.DuckDBPyConnection, *, kind: str, so
             raise IngestError(source, [f"column {col!r} (given for {role}) is not in the file; "
                                        f"found {', '.join(columns)}"])
     problems = _validate(cur, roles, list(columns))
-    plan, meta_problems = _plan_metadata(columns, roles, cat.metadata_fields())
+    plan, meta_problems = _plan_metadata(
+        columns, roles, cat.metadata_fields(),
+        lambda col, dtype: bool(cur.execute(*sql.text_fits_type("stage", col, dtype)).fetchone()[0]))
     problems += meta_problems
     if problems:
         raise IngestError(source, problems)
     base = str(base_dir.resolve())
     try:
-        cur.execute(*sql.normalized_manifest("stage", roles, base, plan))
+        text = {c for c, t in columns.items() if catalog_type(t) == "VARCHAR"}
+        cur.execute(*sql.normalized_manifest("stage", roles, base, plan, text))
     except duckdb.Error as err:
         raise IngestError(source, [f"cannot convert values: {str(err).splitlines()[0]}"]) from None
     problems = _duplicates(cur)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from al_core.db.sql import Query, quote_ident
@@ -151,16 +151,28 @@ def _role_text(cols: dict[str, str | None], role: str) -> str:
     return _given(quote_ident(col)) if col else "NULL::VARCHAR"
 
 
-def _metadata_value(column: str, dtype: str) -> str:
+def _metadata_value(column: str, dtype: str, is_text: bool) -> str:
     """A staged metadata value as its catalog type; blank text is NULL (it keeps what is stored)."""
     col = quote_ident(column)
     if dtype == "VARCHAR":
         return f"CASE WHEN trim({col}::VARCHAR) = '' THEN NULL ELSE {col}::VARCHAR END"
+    if is_text:  # text feeding a typed field: checked by text_fits_type before
+        return f"CAST(nullif(trim({col}), '') AS {dtype})"
     return f"{col}::{dtype}"
 
 
+def text_fits_type(table: str, column: str, dtype: str) -> Query:
+    """True when every non-blank value of a text column converts to ``dtype`` (a catalog type)."""
+    if dtype not in ("BIGINT", "DOUBLE", "TIMESTAMP", "BOOLEAN", "VARCHAR"):
+        raise ValueError(f"not a catalog type: {dtype!r}")
+    col = quote_ident(column)
+    return (f"SELECT count(nullif(trim({col}), '')) = count(TRY_CAST(nullif(trim({col}), '') "
+            f"AS {dtype})) FROM {quote_ident(table)}", [])
+
+
 def normalized_manifest(stage: str, cols: dict[str, str | None], base_dir: str,
-                        metadata: Sequence[tuple[str, str, str]]) -> Query:
+                        metadata: Sequence[tuple[str, str, str]],
+                        text_columns: Collection[str] = ()) -> Query:
     """Build the temp table ``norm`` from a staged manifest: resolved URI, id, label, split, metadata.
 
     ``cols`` maps the roles path/id/label/split/width/height/content_hash to staged column
@@ -191,7 +203,8 @@ def normalized_manifest(stage: str, cols: dict[str, str | None], base_dir: str,
               *(f"TRY_CAST(TRY_CAST({_role_text(cols, role)} AS DOUBLE) AS INTEGER) AS {role}"
                 for role in ("width", "height")),
               f"{_role_text(cols, 'content_hash')} AS content_hash"]
-    meta = [f"{_metadata_value(src, dtype)} AS {q(name)}" for src, name, dtype in metadata]
+    meta = [f"{_metadata_value(src, dtype, src in text_columns)} AS {q(name)}"
+            for src, name, dtype in metadata]
     select = ", ".join([f"{STAGE_ROW}", f"{sample_id} AS sample_id", f"{uri} AS uri",
                         *fields, *meta])
     return f"CREATE OR REPLACE TEMP TABLE norm AS SELECT {select} FROM {q(stage)}", params
