@@ -15,7 +15,7 @@ from pathlib import Path
 from al_core import __version__
 from al_core.db import sql as db_sql
 from al_core.db.catalog import ENV_CATALOG, Catalog, resolve_catalog_path
-from al_core.errors import AlExplorerError
+from al_core.errors import AlExplorerError, CatalogError
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8501
@@ -72,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     preds.add_argument("--run", required=True, help="model run name")
     preds.add_argument("--classes", help="class names in order, comma-separated")
     preds.add_argument("--id-column")
+    preds.add_argument("--no-progress", action="store_true", help="accepted for symmetry with ingest")
     preds.add_argument("--tolerance", type=float, default=1e-3,
                        help="allowed |sum(probs) - 1| (default 1e-3)")
 
@@ -120,8 +121,11 @@ def cmd_import_predictions(args: argparse.Namespace) -> int:
 
 
 def cmd_info(args: argparse.Namespace) -> int:
-
-    with Catalog.open(args.catalog, read_only=args.read_only) as cat:
+    path = resolve_catalog_path(args.catalog)
+    if not path.exists():  # a look must not create a catalog where a path was mistyped
+        raise CatalogError(f"The catalog {path} does not exist. Run `al-explorer demo` or "
+                           "`al-explorer ingest ...` to create it.")
+    with Catalog.open(path, read_only=args.read_only) as cat:
         counts = cat.query_df(db_sql.CATALOG_COUNTS).iloc[0].to_dict()
         print(f"catalog {cat.path} (schema v{cat.schema_version()}, data version {cat.data_version()})")
         for key, value in counts.items():

@@ -73,3 +73,10 @@ def test_closed_pipe_exits_quietly(tmp_path: Path) -> None:
     assert first.startswith(b"catalog "), first
     assert err.decode() == ""
     assert proc.returncode == 141
+
+
+def test_info_on_a_mistyped_path_creates_nothing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    missing = tmp_path / "nope" / "none.duckdb"
+    assert main(["info", "--catalog", str(missing)]) == 1
+    assert "does not exist" in capsys.readouterr().err
+    assert not missing.parent.exists()

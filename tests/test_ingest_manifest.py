@@ -219,3 +219,13 @@ def test_a_column_whose_late_rows_do_not_fit_the_sniffed_type_is_read_from_every
     assert catalog.metadata_fields()["code"] == "VARCHAR"
     assert catalog.scalar("SELECT code FROM samples WHERE sample_id = 'img_last.png'") == "not-a-number"
     assert catalog.scalar("SELECT code FROM samples WHERE sample_id = 'img7.png'") == "7"
+
+
+def test_a_column_spelled_like_an_existing_field_in_another_case_is_said(
+        catalog: Catalog, manifest_frame: pd.DataFrame, tmp_path: Path) -> None:
+    ingest_manifest(catalog, write_manifest(manifest_frame, tmp_path / "m.csv"), progress=False)
+    again = manifest_frame[["path", "sample_id"]].assign(Weather="snow")
+    result = ingest_manifest(catalog, write_manifest(again, tmp_path / "w.csv"), progress=False)
+    assert "column 'Weather' went into the existing field 'weather'" in result.summary()
+    assert catalog.metadata_fields()["weather"] == "VARCHAR" and "Weather" not in catalog.metadata_fields()
+    assert {r[0] for r in catalog.query_rows("SELECT weather FROM samples")} == {"snow"}

@@ -81,7 +81,8 @@ def describe_writer(record: dict[str, Any] | None) -> str:
         return "another process"
     since = record.get("since")
     when = f" since {datetime.fromtimestamp(since).strftime('%H:%M:%S')}" if since else ""
-    who = f"the al-explorer {record.get('role', 'process')}"
+    role = record.get("role", "process")
+    who = f"the al-explorer {'CLI' if role == 'cli' else role}"
     if record.get("url"):
         who += f" at {record['url']}"
     return f"{record.get('what', 'a write')} by {who} (pid {record.get('pid')}){when}"
@@ -121,7 +122,7 @@ class _WriterLock:
                     self.fd = None
                     raise CatalogBusyError(
                         f"catalog busy: {catalog} is being written: "
-                        f"{describe_writer(read_writer(catalog))}. Try again when it is done."
+                        f"{describe_writer(read_writer(catalog))}."
                     ) from None
                 time.sleep(_POLL_S * 5)
         try:
@@ -192,8 +193,7 @@ class _SharedFile:
                 return
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise CatalogBusyError(f"catalog busy: {self.path} is being written by {holder}; "
-                                       "try again when it is done.")
+                raise CatalogBusyError(f"catalog busy: {self.path} is being written by {holder}.")
             self.cond.wait(timeout=min(remaining, _POLL_S * 2.5))
 
     def acquire_read(self, deadline: float) -> duckdb.DuckDBPyConnection:
@@ -339,8 +339,8 @@ def _attach(path: Path, *, read_only: bool, deadline: float,
                 raise CatalogError(f"{path} is not a readable DuckDB catalog: {e}") from None
         if time.monotonic() >= deadline:
             holder = _foreign_holder(path, err) if err else describe_writer(read_writer(path))
-            raise CatalogBusyError(f"catalog busy: {path} is in use: {holder}. Try again when "
-                                   "it is done.", pid=_pid_of(err)) from None
+            raise CatalogBusyError(f"catalog busy: {path} is in use: {holder}.",
+                                   pid=_pid_of(err)) from None
         time.sleep(_POLL_S)
 
 

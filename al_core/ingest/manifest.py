@@ -61,6 +61,8 @@ class ImportResult:
     updated_samples: int = 0
     new_label_versions: int = 0
     fields_added: list[str] = field(default_factory=list)
+    #: ``{column: field}`` for columns stored in an existing field spelled differently (case)
+    fields_matched: dict[str, str] = field(default_factory=dict)
     skipped: list[str] = field(default_factory=list)
     import_id: int | None = None
 
@@ -74,6 +76,8 @@ class ImportResult:
                     f"{self.updated_samples} updated, {self.new_label_versions} new label versions")
             if self.fields_added:
                 head += f", new metadata fields: {', '.join(self.fields_added)}"
+            head += "".join(f"\ncolumn {c!r} went into the existing field {f!r}"
+                            for c, f in self.fields_matched.items())
         elif self.skipped:
             rest = self.rows - len(self.skipped)
             head = (f"{self.source}: {self.rows} rows, nothing imported: {len(self.skipped)} "
@@ -374,7 +378,8 @@ def ingest_staged(cat: Catalog, cur: duckdb.DuckDBPyConnection, *, kind: str, so
         todo = cur.execute(*sql.local_uris_to_probe(only_new=not reprobe)).fetchall() if probe else []
     if problems:
         raise IngestError(source, problems)
-    result = ImportResult(kind=kind, source=source, rows=rows)
+    result = ImportResult(kind=kind, source=source, rows=rows,
+                          fields_matched={c: n for c, n, _ in plan if c != n})
     if probe:  # the long part runs with the catalog free for everyone
         result.skipped = _probe(cur, source, todo, roles, skip_bad=skip_bad_images,
                                 progress=progress)
