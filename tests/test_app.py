@@ -204,3 +204,51 @@ def test_hostile_field_names_render(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert _metric(at, "Samples") == 1
     assert _direct(path, f"SELECT count({quote_ident(hostile)}) FROM samples")[0][0] == 2
 
+
+
+def test_the_filter_survives_a_page_switch(app_catalog: Path) -> None:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params["labeled"] = "unlabeled"
+    at.query_params["f.weather"] = ["fog"]
+    at.run()
+    at.multiselect(key="flt_f_time_of_day").set_value(["night"]).run()
+    at.switch_page("pages/samples.py").run()
+    assert not at.exception
+    where = "label IS NULL AND weather = 'fog' AND time_of_day = 'night'"
+    assert _gallery_total(at) == _direct(app_catalog, f"SELECT count(*) FROM samples WHERE {where}")[0][0]
+    assert _as_list(at.query_params["f.time_of_day"]) == ["night"]
+    at.switch_page("pages/overview.py").run()
+    assert _metric(at, "Samples") == _direct(app_catalog, f"SELECT count(*) FROM samples WHERE {where}")[0][0]
+
+
+@pytest.mark.parametrize("page", ["pages/overview.py", "pages/samples.py"])
+def test_links_with_unknown_or_out_of_range_values_open_without_error(app_catalog: Path, page: str) -> None:
+    """Values a link names that the catalog does not have are dropped; ranges are clamped."""
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params.update({"split": ["train", "nope"], "class": ["not-a-class"], "labeled": "bogus",
+                            "f.weather": ["fog", "hail"], "f.brightness": "-5..99",
+                            "f.captured_at": "1900-01-01..2999-12-31", "tag": "x", "f.unknown": "1"})
+    at.run()
+    at.switch_page(page).run()
+    assert not at.exception
+    assert at.multiselect(key="flt_split").value == ["train"]
+    assert at.multiselect(key="flt_f_weather").value == ["fog"]
+    low, high = _direct(app_catalog, "SELECT min(brightness), max(brightness) FROM samples")[0]
+    assert tuple(at.slider(key="flt_f_brightness").value) == pytest.approx((low, high))
+
+
+def test_fuzzed_links_never_raise(app_catalog: Path) -> None:
+    import random
+    rng = random.Random(7)
+    keys = ["split", "class", "labeled", "tag", "f.weather", "f.brightness", "f.captured_at",
+            "f.time_of_day", "f.", "f.f.weather", "page", ""]
+    values = ["", "..", "1..", "..2", "nan..inf", "2024-13-45..x", "train", "night", "\u0000",
+              "' OR 1=1 --", "![x](http://127.0.0.1:9/p.png)", "9" * 400, "-1e308..1e308", "fog"]
+    for page in ("pages/overview.py", "pages/samples.py"):
+        for _ in range(15):
+            at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+            for _ in range(rng.randint(1, 5)):
+                at.query_params[rng.choice(keys)] = [rng.choice(values) for _ in range(rng.randint(1, 3))]
+            at.run()
+            at.switch_page(page).run()
+            assert not at.exception, dict(at.query_params)

@@ -25,6 +25,7 @@ _run = threading.local()
 def run_page(page: Any) -> None:
     """Run the selected page inside the shell; while the catalog is busy, say so and retry."""
     _run.shell = True
+    _run.page = getattr(page, "url_path", "")
     try:
         page.run()
     except CatalogBusyError as err:
@@ -38,6 +39,11 @@ def run_page(page: Any) -> None:
         st.text(str(err))
     finally:
         _run.shell = False
+
+
+def current_page() -> str:
+    """The URL path of the page this run shows (set by :func:`run_page`)."""
+    return getattr(_run, "page", "")
 
 
 def _ensure_shell() -> None:

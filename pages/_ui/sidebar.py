@@ -10,6 +10,7 @@ import streamlit as st
 from al_core import view
 from al_core.db.catalog import Catalog
 from al_core.view.filters import Filter, field_kind
+from pages._ui.shell import current_page
 from pages._ui.text import plain
 
 
@@ -17,41 +18,65 @@ def _options(cat: Catalog, column: str) -> list[str]:
     return view.distinct_values(cat, column)
 
 
-def _init_from_url(cat: Catalog, fields: dict[str, str]) -> None:
-    """On a session's first run, seed the widgets from the URL so shared links reproduce the view."""
-    if st.session_state.get("_filters_seeded"):
-        return
-    st.session_state["_filters_seeded"] = True
-    params = {k: st.query_params.get_all(k) for k in st.query_params}
-    flt = Filter.from_query_params(params, fields)
-    st.session_state["flt_split"] = list(flt.splits)
-    st.session_state["flt_class"] = list(flt.classes)
-    st.session_state["flt_labeled"] = flt.labeled
-    st.session_state["flt_tag"] = list(flt.tags)
-    for name, values in flt.categorical:
-        st.session_state[f"flt_f_{name}"] = list(values)
-    for name, rng in flt.numeric:
-        st.session_state[f"flt_f_{name}"] = rng
-    for name, rng in flt.dates:
-        st.session_state[f"flt_f_{name}"] = rng
+_STATE = "_flt_state"  # the filter's widget values, kept across pages (widgets are per page)
+
+
+def _seed_widgets(fields: dict[str, str]) -> None:
+    """Give this page's filter widgets the session's filter: from the URL on the first run (a
+    shared link reproduces the view), from the last page's widgets after a page switch."""
+    if _STATE not in st.session_state:
+        params = {k: st.query_params.get_all(k) for k in st.query_params}
+        flt = Filter.from_query_params(params, fields)
+        state: dict[str, Any] = {"flt_split": list(flt.splits), "flt_class": list(flt.classes),
+                                 "flt_labeled": flt.labeled, "flt_tag": list(flt.tags)}
+        for name, values in flt.categorical:
+            state[f"flt_f_{name}"] = list(values)
+        for name, rng in (*flt.numeric, *flt.dates):
+            state[f"flt_f_{name}"] = rng
+        st.session_state[_STATE] = state
+    page_switched = st.session_state.get("_flt_page") != current_page()
+    st.session_state["_flt_page"] = current_page()
+    for key, value in st.session_state[_STATE].items():
+        if page_switched or key not in st.session_state:  # a new page's widgets start empty
+            st.session_state[key] = value
+
+
+def _keep_known(key: str, options: list[Any]) -> None:
+    """Drop values a link or an older catalog named that are not options (Streamlit refuses them)."""
+    if key in st.session_state:
+        st.session_state[key] = [v for v in st.session_state[key] if v in options]
+
+
+def _clamp(key: str, low: Any, high: Any) -> None:
+    """Keep a seeded range inside the field's range (Streamlit refuses values outside it)."""
+    value = st.session_state.get(key)
+    if isinstance(value, list | tuple) and len(value) == 2:
+        first, last = (min(max(v, low), high) for v in value)
+        st.session_state[key] = (min(first, last), max(first, last))
+    elif key in st.session_state:
+        del st.session_state[key]
 
 
 def _field_widget(cat: Catalog, name: str, dtype: str) -> tuple[str, Any] | None:
     key = f"flt_f_{name}"
     kind = field_kind(dtype)
     if kind == "categorical":
-        values = st.multiselect(plain(name), _options(cat, name) + [view.NULL_VALUE], key=key)
+        options = _options(cat, name) + [view.NULL_VALUE]
+        _keep_known(key, options)
+        values = st.multiselect(plain(name), options, key=key)
         return ("categorical", tuple(values)) if values else None
     low, high = view.field_range(cat, name)
     if low is None or low == high:
         return None
     if kind == "numeric":
         full = (float(low), float(high))
+        _clamp(key, *full)
         value = {} if key in st.session_state else {"value": full}
         chosen = st.slider(plain(name), full[0], full[1], key=key, **value)
         return ("numeric", tuple(map(float, chosen))) if tuple(chosen) != full else None
     if kind == "time":
         full_d = (pd.Timestamp(low).date(), pd.Timestamp(high).date())
+        _clamp(key, *full_d)
         value = {} if key in st.session_state else {"value": full_d}
         chosen_d = st.date_input(plain(name), min_value=full_d[0], max_value=full_d[1], key=key, **value)
         if isinstance(chosen_d, tuple) and len(chosen_d) == 2 and tuple(chosen_d) != full_d:
@@ -59,25 +84,31 @@ def _field_widget(cat: Catalog, name: str, dtype: str) -> tuple[str, Any] | None
     return None
 
 
+def _multiselect(label: str, options: list[str], key: str) -> list[str]:
+    _keep_known(key, options)
+    return st.multiselect(label, options, key=key)
+
+
 def _clear_filters() -> None:
     for key in list(st.session_state):
         if isinstance(key, str) and key.startswith("flt_"):
             del st.session_state[key]
+    st.session_state[_STATE] = {}
     st.query_params.clear()
 
 
 def sidebar_filter(cat: Catalog) -> Filter:
     """Render the filter widgets, keep the URL in step, and return the current :class:`Filter`."""
     fields = cat.metadata_fields()
-    _init_from_url(cat, fields)
+    _seed_widgets(fields)
     with st.sidebar:
         st.caption(f"Catalog: {plain(cat.path)}")
         st.subheader("Filter")
-        splits = st.multiselect("Split", _options(cat, "split"), key="flt_split")
-        classes = st.multiselect("Class (ground truth)", _options(cat, "label"), key="flt_class")
+        splits = _multiselect("Split", _options(cat, "split"), "flt_split")
+        classes = _multiselect("Class (ground truth)", _options(cat, "label"), "flt_class")
         labeled = st.segmented_control("Labels", ["all", "labeled", "unlabeled"], key="flt_labeled") or "all"
         tags = view.list_tags(cat)
-        chosen_tags = st.multiselect("Tags", tags, key="flt_tag") if tags else []
+        chosen_tags = _multiselect("Tags", tags, "flt_tag") if tags else []
         categorical, numeric, dates = [], [], []
         with st.expander("Metadata", expanded=True):
             for name, dtype in fields.items():
@@ -88,6 +119,8 @@ def sidebar_filter(cat: Catalog) -> Filter:
         st.button("Clear filters", on_click=_clear_filters, key="flt_clear")
     flt = Filter(tuple(splits), tuple(classes), labeled, tuple(chosen_tags), tuple(categorical),
                  tuple(numeric), tuple(dates))
+    st.session_state[_STATE] = {k: v for k, v in st.session_state.items()
+                                if isinstance(k, str) and k.startswith("flt_") and k != "flt_clear"}
     wanted = flt.to_query_params()
     current = {k: st.query_params.get_all(k) for k in st.query_params}
     if wanted != current:
