@@ -142,7 +142,8 @@ def serve(catalog: Path, host: str, port: int) -> int:
                               "AL_EXPLORER_URL": f"http://{host}:{port}"})
     cmd = [sys.executable, "-m", "streamlit", "run", str(APP_FILE),
            "--server.address", host, "--server.port", str(port), "--server.headless", "true",
-           "--browser.gatherUsageStats", "false"]
+           "--browser.gatherUsageStats", "false",
+           "--client.toolbarMode", "minimal"]  # a product, not a dev server: no Deploy button
     print(f"al-explorer: serving {catalog} at http://{host}:{port} (Ctrl+C to stop)", flush=True)
     return run_foreground(cmd, env)
 

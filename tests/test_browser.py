@@ -87,6 +87,7 @@ def test_a_page_opened_first_by_its_url_keeps_the_shell(served: tuple[str, Path,
     nav = page.locator("[data-testid='stSidebarNav']")
     nav.get_by_text("Overview", exact=True).wait_for(timeout=30_000)
     assert nav.get_by_text("_ui").count() == 0
+    assert page.get_by_text("Deploy", exact=True).count() == 0  # no developer toolbar for users
     page.close()
 
 
