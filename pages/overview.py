@@ -41,7 +41,7 @@ st.title("Overview")
 if empty_state(cat):
     st.stop()
 flt = sidebar_filter(cat)
-run = overview.latest_run(cat)
+run = flt.run
 
 c = call(cat, "counts", flt)
 cols = st.columns(7)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import streamlit as st
 
-from al_core import overview
 from pages._ui.gallery import gallery
 from pages._ui.shell import catalog, empty_state
 from pages._ui.sidebar import sidebar_filter
@@ -13,5 +12,5 @@ cat = catalog()
 st.title("Samples")
 if not empty_state(cat):
     flt = sidebar_filter(cat)
-    run = overview.latest_run(cat)
+    run = flt.run
     gallery(cat, flt, run, key="samples")

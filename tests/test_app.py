@@ -252,3 +252,19 @@ def test_fuzzed_links_never_raise(app_catalog: Path) -> None:
             at.run()
             at.switch_page(page).run()
             assert not at.exception, dict(at.query_params)
+
+
+def test_model_filters_find_the_night_samples_the_model_gets_wrong(app_catalog: Path) -> None:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params["f.time_of_day"] = ["night"]
+    at.run()
+    at.switch_page("pages/samples.py").run()
+    at.segmented_control(key="flt_outcome").set_value("wrong").run()
+    wrong = "time_of_day = 'night' AND label IS NOT NULL AND label <> pred_label"
+    assert _gallery_total(at) == _direct(app_catalog, f"SELECT count(*) FROM samples WHERE {wrong}")[0][0] > 0
+    assert _as_list(at.query_params["outcome"]) == ["wrong"]
+    at.segmented_control(key="flt_outcome").set_value("unlabeled").run()
+    at.slider(key="flt_conf").set_value((0.0, 0.6)).run()
+    pool = "time_of_day = 'night' AND label IS NULL AND pred_confidence <= 0.6"
+    assert _gallery_total(at) == _direct(app_catalog, f"SELECT count(*) FROM samples WHERE {pool}")[0][0] > 0
+    _assert_gallery_shows(at, app_catalog, pool)

@@ -14,7 +14,7 @@ from al_core.view.filters import Filter
 from al_core.view.sql import NULL_VALUE, RunRef
 
 __all__ = ["NULL_VALUE", "RunRef", "count_filtered", "distinct_values", "field_range",
-           "gallery_page", "list_tags", "sample_count"]
+           "gallery_page", "list_runs", "list_tags", "sample_count"]
 
 
 def sample_count(cat: Catalog) -> int:
@@ -35,6 +35,13 @@ def field_range(cat: Catalog, name: str) -> tuple[Any, Any]:
 def list_tags(cat: Catalog) -> list[str]:
     """Every tag in use, sorted."""
     return [r[0] for r in cat.query_rows(sql.LIST_TAGS)]
+
+
+def list_runs(cat: Catalog) -> dict[str, tuple[RunRef, list[str]]]:
+    """Model runs by name, newest first, with their classes; ``samples`` mirrors the newest."""
+    rows = cat.query_rows(sql.LIST_RUNS)
+    return {str(name): (RunRef(int(run_id), str(name), cached=i == 0), list(classes))
+            for i, (run_id, name, classes) in enumerate(rows)}
 
 
 def count_filtered(cat: Catalog, flt: Filter, run: RunRef | None) -> int:

@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
+from al_core.view.sql import RunRef
+
 LABELED_CHOICES = ("all", "labeled", "unlabeled")
+#: The model's view of a sample: ``correct`` / ``wrong`` (labeled, prediction equals the label or
+#: not) or ``unlabeled`` (in the pool, with a prediction).
+OUTCOME_CHOICES = ("all", "correct", "wrong", "unlabeled")
 _RANGE_SEP = ".."
 
 
@@ -41,10 +46,25 @@ class Filter:
     numeric: tuple[tuple[str, tuple[float, float]], ...] = ()
     dates: tuple[tuple[str, tuple[date, date]], ...] = ()
     conditions: tuple[Condition, ...] = field(default=())
+    #: the model's view: which run (``None``: none chosen), its predicted classes, a confidence
+    #: range ``[low, high]``, the outcome; and tags a sample must not have
+    run: RunRef | None = None
+    pred_classes: tuple[str, ...] = ()
+    confidence: tuple[float, float] | None = None
+    outcome: str = "all"
+    tags_exclude: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.labeled not in LABELED_CHOICES:
             raise ValueError(f"labeled must be one of {LABELED_CHOICES}, not {self.labeled!r}")
+        if self.outcome not in OUTCOME_CHOICES:
+            raise ValueError(f"outcome must be one of {OUTCOME_CHOICES}, not {self.outcome!r}")
+
+    @property
+    def on_model(self) -> bool:
+        """True when the filter asks something of a model run's predictions."""
+        return bool(self.pred_classes or self.confidence is not None or self.outcome != "all"
+                    or any(c.column in ("pred_label", "class_or_pred") for c in self.conditions))
 
     def key(self) -> str:
         """A stable text key for caches."""
@@ -52,8 +72,7 @@ class Filter:
 
     def narrowed(self, *conditions: Condition) -> Filter:
         """This filter with extra drill-down conditions AND-ed on."""
-        return Filter(self.splits, self.classes, self.labeled, self.tags, self.categorical,
-                      self.numeric, self.dates, self.conditions + tuple(conditions))
+        return replace(self, conditions=self.conditions + tuple(conditions))
 
     # ------------------------------------------------------------------ URL round trip
     def to_query_params(self) -> dict[str, list[str]]:
@@ -73,11 +92,22 @@ class Filter:
             params[f"f.{name}"] = [f"{lo!r}{_RANGE_SEP}{hi!r}"]
         for name, (first, last) in self.dates:
             params[f"f.{name}"] = [f"{first.isoformat()}{_RANGE_SEP}{last.isoformat()}"]
+        if self.run is not None and not self.run.cached:  # the newest run is the default
+            params["run"] = [self.run.name]
+        if self.pred_classes:
+            params["pred"] = list(self.pred_classes)
+        if self.confidence is not None:
+            params["conf"] = [f"{self.confidence[0]!r}{_RANGE_SEP}{self.confidence[1]!r}"]
+        if self.outcome != "all":
+            params["outcome"] = [self.outcome]
+        if self.tags_exclude:
+            params["notag"] = list(self.tags_exclude)
         return params
 
     @classmethod
-    def from_query_params(cls, params: dict[str, list[str]], fields: dict[str, str]) -> Filter:
-        """Parse what :meth:`to_query_params` wrote; unknown fields and bad values are ignored."""
+    def from_query_params(cls, params: dict[str, list[str]], fields: dict[str, str],
+                          runs: dict[str, RunRef] | None = None) -> Filter:
+        """Parse what :meth:`to_query_params` wrote; unknown fields, runs and bad values are ignored."""
         labeled = (params.get("labeled") or ["all"])[0]
         categorical, numeric, dates = [], [], []
         for key, values in params.items():
@@ -96,7 +126,13 @@ class Filter:
                     dates.append((name, (date.fromisoformat(first), date.fromisoformat(last))))
             except ValueError:
                 continue
+        outcome = (params.get("outcome") or ["all"])[0]
         return cls(
+            run=_run_named(runs or {}, (params.get("run") or [""])[0]),
+            pred_classes=tuple(params.get("pred", [])),
+            confidence=_unit_range((params.get("conf") or [""])[0]),
+            outcome=outcome if outcome in OUTCOME_CHOICES else "all",
+            tags_exclude=tuple(params.get("notag", [])),
             splits=tuple(params.get("split", [])),
             classes=tuple(params.get("class", [])),
             labeled=labeled if labeled in LABELED_CHOICES else "all",
@@ -105,6 +141,22 @@ class Filter:
             numeric=tuple(numeric),
             dates=tuple(dates),
         )
+
+
+def _run_named(runs: dict[str, RunRef], name: str) -> RunRef | None:
+    """The run a link names; without one (or an unknown one), the newest: the mirrored run."""
+    return runs.get(name) or next((r for r in runs.values() if r.cached), None)
+
+
+def _unit_range(text: str) -> tuple[float, float] | None:
+    """``low..high`` inside [0, 1] (a confidence range), or None."""
+    try:
+        lo, hi = (float(v) for v in text.split(_RANGE_SEP))
+    except ValueError:
+        return None
+    if not (0.0 <= lo <= hi <= 1.0):
+        return None
+    return (lo, hi)
 
 
 def field_kind(duck_type: str) -> str:

@@ -52,12 +52,33 @@ def column_expr(column: str, fields: dict[str, str], run: RunRef | None = None) 
     raise ValueError(f"unknown column {column!r}")
 
 
-def needs_predictions(flt: Any) -> bool:
-    return any(c.column in ("pred_label", "class_or_pred") for c in flt.conditions)
+def view_run(flt: Any, run: RunRef | None) -> RunRef | None:
+    """The run whose predictions a view needs: the caller's, else the filter's when it asks
+    something of the model (a view that does not, joins nothing)."""
+    return run if run is not None else (flt.run if flt.on_model else None)
+
+
+def _model_clauses(flt: Any, run: RunRef, params: list[Any]) -> list[str]:
+    """The model's view of the filter: predicted classes, confidence range, outcome."""
+    clauses = []
+    if flt.pred_classes:
+        clauses.append(_in_list(run.label, flt.pred_classes, params))
+    if flt.confidence is not None:
+        clauses.append(f"{run.confidence} BETWEEN ? AND ?")
+        params += list(flt.confidence)
+    outcome = {"correct": f"s.label IS NOT NULL AND s.label = {run.label}",
+               "wrong": f"s.label IS NOT NULL AND {run.label} IS NOT NULL AND s.label <> {run.label}",
+               "unlabeled": f"s.label IS NULL AND {run.label} IS NOT NULL"}.get(flt.outcome)
+    if outcome:
+        clauses.append(f"({outcome})")
+    return clauses
 
 
 def filter_where(flt: Any, fields: dict[str, str], run: RunRef | None = None) -> Query:
-    """The WHERE clause (without the keyword) of a :class:`al_core.view.filters.Filter`."""
+    """The WHERE clause (without the keyword) of a :class:`al_core.view.filters.Filter`.
+
+    ``run`` is the run whose predictions the model conditions read (see :func:`view_run`).
+    """
     from datetime import timedelta
 
     clauses: list[str] = []
@@ -70,11 +91,12 @@ def filter_where(flt: Any, fields: dict[str, str], run: RunRef | None = None) ->
         clauses.append("s.label IS NOT NULL")
     elif flt.labeled == "unlabeled":
         clauses.append("s.label IS NULL")
-    if flt.tags:
-        sub: list[Any] = []
-        inner = _in_list("t.tag", flt.tags, sub)
-        clauses.append(f"EXISTS (SELECT 1 FROM tags t WHERE t.sample_id = s.sample_id AND {inner})")
-        params.extend(sub)
+    for tags, exists in ((flt.tags, "EXISTS"), (flt.tags_exclude, "NOT EXISTS")):
+        if tags:
+            sub: list[Any] = []
+            inner = _in_list("t.tag", tags, sub)
+            clauses.append(f"{exists} (SELECT 1 FROM tags t WHERE t.sample_id = s.sample_id AND {inner})")
+            params.extend(sub)
     for name, values in flt.categorical:
         clauses.append(_in_list(f"{column_expr(name, fields)}::VARCHAR", values, params))
     for name, (lo, hi) in flt.numeric:
@@ -84,6 +106,8 @@ def filter_where(flt: Any, fields: dict[str, str], run: RunRef | None = None) ->
         col = column_expr(name, fields)
         clauses.append(f"{col} >= ?::TIMESTAMP AND {col} < ?::TIMESTAMP")
         params += [first, last + timedelta(days=1)]
+    if run is not None:
+        clauses += _model_clauses(flt, run, params)
     for cond in flt.conditions:
         col = column_expr(cond.column, fields, run)
         if cond.is_null:
@@ -108,10 +132,11 @@ def filtered_view(flt: Any, fields: dict[str, str], run: RunRef | None,
     A run's predictions are joined (as ``p``) only for a run that ``samples`` does not mirror;
     write prediction columns as ``run.label`` / ``run.confidence``.
     """
+    run = view_run(flt, run)
+    if run is None and flt.on_model:  # a question to the model, and no model run to ask
+        return f"SELECT {columns} FROM samples s WHERE FALSE", []
     where, params = filter_where(flt, fields, run)
     if run is None or run.cached:
-        if run is None and needs_predictions(flt):
-            where = "FALSE"
         return f"SELECT {columns} FROM samples s WHERE {where}", params
     return (f"SELECT {columns} FROM samples s LEFT JOIN predictions p "
             f"ON p.sample_key = s.sample_key AND p.run_id = ? WHERE {where}", [run.run_id, *params])
@@ -157,6 +182,8 @@ def distinct_values(name: str, limit: int = 200) -> Query:
 
 
 LIST_TAGS = "SELECT DISTINCT tag FROM tags ORDER BY tag"
+#: Runs, newest first, with their classes (the newest is the one ``samples`` mirrors).
+LIST_RUNS = "SELECT run_id, name, classes FROM model_runs ORDER BY run_id DESC"
 
 
 LATEST_RUN = "SELECT run_id, name FROM model_runs ORDER BY run_id DESC LIMIT 1"

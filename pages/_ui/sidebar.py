@@ -9,7 +9,7 @@ import streamlit as st
 
 from al_core import view
 from al_core.db.catalog import Catalog
-from al_core.view.filters import Filter, field_kind
+from al_core.view.filters import OUTCOME_CHOICES, Filter, field_kind
 from pages._ui.shell import current_page
 from pages._ui.text import plain
 
@@ -21,14 +21,20 @@ def _options(cat: Catalog, column: str) -> list[str]:
 _STATE = "_flt_state"  # the filter's widget values, kept across pages (widgets are per page)
 
 
-def _seed_widgets(fields: dict[str, str]) -> None:
+def _seed_widgets(fields: dict[str, str], runs: dict[str, view.RunRef]) -> None:
     """Give this page's filter widgets the session's filter: from the URL on the first run (a
     shared link reproduces the view), from the last page's widgets after a page switch."""
     if _STATE not in st.session_state:
         params = {k: st.query_params.get_all(k) for k in st.query_params}
-        flt = Filter.from_query_params(params, fields)
+        flt = Filter.from_query_params(params, fields, runs)
         state: dict[str, Any] = {"flt_split": list(flt.splits), "flt_class": list(flt.classes),
-                                 "flt_labeled": flt.labeled, "flt_tag": list(flt.tags)}
+                                 "flt_labeled": flt.labeled, "flt_tag": list(flt.tags),
+                                 "flt_pred": list(flt.pred_classes), "flt_outcome": flt.outcome,
+                                 "flt_notag": list(flt.tags_exclude)}
+        if flt.run is not None:
+            state["flt_run"] = flt.run.name
+        if flt.confidence is not None:
+            state["flt_conf"] = flt.confidence
         for name, values in flt.categorical:
             state[f"flt_f_{name}"] = list(values)
         for name, rng in (*flt.numeric, *flt.dates):
@@ -97,10 +103,30 @@ def _clear_filters() -> None:
     st.query_params.clear()
 
 
+def _model_widgets(runs: dict[str, tuple[view.RunRef, list[str]]]) -> dict[str, Any]:
+    """Run, predicted class, confidence range and outcome: the filter on the model's view."""
+    if not runs:
+        return {}
+    names = list(runs)
+    if st.session_state.get("flt_run") not in names:
+        st.session_state["flt_run"] = names[0]  # the newest run
+    run, classes = runs[st.selectbox("Model run", names, key="flt_run")]
+    pred = _multiselect("Predicted class", classes, "flt_pred")
+    _clamp("flt_conf", 0.0, 1.0)
+    default = {} if "flt_conf" in st.session_state else {"value": (0.0, 1.0)}
+    conf = tuple(st.slider("Confidence", 0.0, 1.0, step=0.01, key="flt_conf", **default))
+    outcome = st.segmented_control("Outcome", OUTCOME_CHOICES, key="flt_outcome",
+                                   help="correct / wrong: labeled samples the run gets right or "
+                                        "wrong; unlabeled: pool samples it predicts") or "all"
+    return {"run": run, "pred_classes": tuple(pred), "outcome": outcome,
+            "confidence": None if conf == (0.0, 1.0) else (float(conf[0]), float(conf[1]))}
+
+
 def sidebar_filter(cat: Catalog) -> Filter:
     """Render the filter widgets, keep the URL in step, and return the current :class:`Filter`."""
     fields = cat.metadata_fields()
-    _seed_widgets(fields)
+    runs = view.list_runs(cat)
+    _seed_widgets(fields, {name: ref for name, (ref, _) in runs.items()})
     with st.sidebar:
         st.caption(f"Catalog: {plain(cat.path)}")
         st.subheader("Filter")
@@ -109,6 +135,9 @@ def sidebar_filter(cat: Catalog) -> Filter:
         labeled = st.segmented_control("Labels", ["all", "labeled", "unlabeled"], key="flt_labeled") or "all"
         tags = view.list_tags(cat)
         chosen_tags = _multiselect("Tags", tags, "flt_tag") if tags else []
+        without_tags = _multiselect("Without tags", tags, "flt_notag") if tags else []
+        with st.expander("Model", expanded=True):
+            model = _model_widgets(runs)
         categorical, numeric, dates = [], [], []
         with st.expander("Metadata", expanded=True):
             for name, dtype in fields.items():
@@ -118,7 +147,7 @@ def sidebar_filter(cat: Catalog) -> Filter:
                     target.append((name, picked[1]))
         st.button("Clear filters", on_click=_clear_filters, key="flt_clear")
     flt = Filter(tuple(splits), tuple(classes), labeled, tuple(chosen_tags), tuple(categorical),
-                 tuple(numeric), tuple(dates))
+                 tuple(numeric), tuple(dates), tags_exclude=tuple(without_tags), **model)
     st.session_state[_STATE] = {k: v for k, v in st.session_state.items()
                                 if isinstance(k, str) and k.startswith("flt_") and k != "flt_clear"}
     wanted = flt.to_query_params()
