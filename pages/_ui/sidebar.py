@@ -10,6 +10,7 @@ import streamlit as st
 from al_core import view
 from al_core.db.catalog import Catalog
 from al_core.view.filters import OUTCOME_CHOICES, Filter, field_kind
+from pages._ui import url
 from pages._ui.shell import current_page
 from pages._ui.text import plain
 
@@ -100,7 +101,7 @@ def _clear_filters() -> None:
         if isinstance(key, str) and key.startswith("flt_"):
             del st.session_state[key]
     st.session_state[_STATE] = {}
-    st.query_params.clear()
+    url.put_filter({})
 
 
 def _model_widgets(runs: dict[str, tuple[view.RunRef, list[str]]]) -> dict[str, Any]:
@@ -150,8 +151,5 @@ def sidebar_filter(cat: Catalog) -> Filter:
                  tuple(numeric), tuple(dates), tags_exclude=tuple(without_tags), **model)
     st.session_state[_STATE] = {k: v for k, v in st.session_state.items()
                                 if isinstance(k, str) and k.startswith("flt_") and k != "flt_clear"}
-    wanted = flt.to_query_params()
-    current = {k: st.query_params.get_all(k) for k in st.query_params}
-    if wanted != current:
-        st.query_params.from_dict(wanted)
+    url.put_filter(flt.to_query_params())
     return flt
