@@ -6,13 +6,26 @@ import streamlit as st
 
 from al_core import overview
 from al_core.overview import charts
-from al_core.view.filters import drill_spec, field_kind, parse_drill
+from al_core.view.filters import drill_from_link, drill_spec, field_kind
+from pages._ui import url
 from pages._ui.gallery import gallery
 from pages._ui.shell import call, catalog, empty_state
 from pages._ui.sidebar import sidebar_filter
 from pages._ui.text import plain
 
 DRILL_KEY = "overview_drill"
+GEN_KEY = "overview_chart_gen"  # charts get new keys when a drill-down closes: selection cleared
+
+
+def _set_drill(spec: str) -> None:
+    st.session_state[DRILL_KEY] = spec
+    url.put("drill", spec)
+
+
+def _close_drill() -> None:
+    st.session_state.pop(DRILL_KEY, None)
+    st.session_state[GEN_KEY] = st.session_state.get(GEN_KEY, 0) + 1
+    url.put("drill", None)
 
 
 def _on_select(chart_key: str) -> None:
@@ -20,20 +33,25 @@ def _on_select(chart_key: str) -> None:
     points = (st.session_state.get(chart_key) or {}).get("selection", {}).get("points", [])
     if points and points[0].get("customdata"):
         data = points[0]["customdata"]
-        st.session_state[DRILL_KEY] = data[0] if isinstance(data, list) else data
+        _set_drill(data[0] if isinstance(data, list) else data)
 
 
-def _chart(fig: object, key: str) -> None:
+def _key(name: str) -> str:
+    return f"{name}_{st.session_state.get(GEN_KEY, 0)}"
+
+
+def _chart(fig: object, name: str) -> None:
+    key = _key(name)
     st.plotly_chart(fig, key=key, on_select=lambda: _on_select(key), selection_mode="points",
                     config={"displaylogo": False})
 
 
 def _on_slice_select() -> None:
-    rows = (st.session_state.get("ov_slices") or {}).get("selection", {}).get("rows", [])
+    rows = (st.session_state.get(_key("ov_slices")) or {}).get("selection", {}).get("rows", [])
     frame = st.session_state.get("_ov_slice_frame")
     if rows and frame is not None:
         rec = frame.iloc[rows[0]]
-        st.session_state[DRILL_KEY] = drill_spec(f"slice {rec['slice']}", *rec["conditions"])
+        _set_drill(drill_spec(f"slice {rec['slice']}", *rec["conditions"]))
 
 
 cat = catalog()
@@ -88,19 +106,17 @@ st.caption("Combinations of metadata values (and class: the label, or the model'
            "to see its samples.")
 slices = call(cat, "under_represented_slices", flt, run)
 st.session_state["_ov_slice_frame"] = slices
-st.dataframe(slices.drop(columns="conditions"), key="ov_slices", on_select=_on_slice_select,
+st.dataframe(slices.drop(columns="conditions"), key=_key("ov_slices"), on_select=_on_slice_select,
              selection_mode="single-row", hide_index=True, width="stretch", height=320,
              column_config={"labeled_share": st.column_config.NumberColumn(format="percent"),
                             "pool_share": st.column_config.NumberColumn(format="percent"),
                             "ratio": st.column_config.NumberColumn(format="%.2f")})
 
-spec = st.session_state.get(DRILL_KEY)
-if spec:
-    title, conditions = parse_drill(spec)
+drill = drill_from_link(st.session_state.get(DRILL_KEY) or url.get("drill"), fields)
+if drill:  # from a click, or from a link that names one
+    title, conditions = drill
     with drill_box.container(border=True):
         head, close = st.columns([5, 1])
         head.subheader(f"Drill-down: {plain(title)}")
-        if close.button("Close", key="ov_drill_close"):
-            del st.session_state[DRILL_KEY]
-            st.rerun()
+        close.button("Close", key="ov_drill_close", on_click=_close_drill)
         gallery(cat, flt.narrowed(*conditions), run, key="ov_drill_gallery")

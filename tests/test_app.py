@@ -268,3 +268,26 @@ def test_model_filters_find_the_night_samples_the_model_gets_wrong(app_catalog: 
     pool = "time_of_day = 'night' AND label IS NULL AND pred_confidence <= 0.6"
     assert _gallery_total(at) == _direct(app_catalog, f"SELECT count(*) FROM samples WHERE {pool}")[0][0] > 0
     _assert_gallery_shows(at, app_catalog, pool)
+
+
+def test_a_drill_down_opens_from_its_link_and_closes(app_catalog: Path) -> None:
+    spec = drill_spec("labeled as bus", Condition("label", "bus"))
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params["drill"] = spec
+    at.run()
+    assert not at.exception
+    assert any("Drill-down" in h.value and "bus" in h.value for h in at.subheader)
+    assert _gallery_total(at) == _direct(app_catalog, "SELECT count(*) FROM samples WHERE label = 'bus'")[0][0]
+    at.button(key="ov_drill_close").click().run()
+    assert not any("Drill-down" in h.value for h in at.subheader)
+    assert "drill" not in at.query_params
+
+
+@pytest.mark.parametrize("junk", ["", "{", "[1, 2]", '{"title": "x", "conditions": [["no_such", 1, null, null, false]]}',
+                                  '{"title": "x", "conditions": [["label"]]}', '{"title": 5, "conditions": []}'])
+def test_a_junk_drill_link_is_ignored(app_catalog: Path, junk: str) -> None:
+    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at.query_params["drill"] = junk
+    at.run()
+    assert not at.exception
+    assert not any("Drill-down" in h.value for h in at.subheader)

@@ -177,6 +177,24 @@ def drill_spec(title: str, *conditions: Condition) -> str:
         [c.column, c.value, c.low, c.high, c.is_null] for c in conditions]}, default=str)
 
 
+#: Columns a drill-down condition may name besides the metadata fields.
+DRILL_COLUMNS = frozenset({"label", "split", "pred_label", "class_or_pred", "sample_id"})
+
+
+def drill_from_link(spec: str | None, fields: dict[str, str]) -> tuple[str, tuple[Condition, ...]] | None:
+    """A drill-down from a URL, or None when it is missing, malformed or names unknown columns."""
+    if not spec:
+        return None
+    try:
+        title, conditions = parse_drill(spec)
+    except (ValueError, TypeError, KeyError):
+        return None
+    if not isinstance(title, str) or any(c.column not in DRILL_COLUMNS and c.column not in fields
+                                         for c in conditions):
+        return None
+    return title, conditions
+
+
 def parse_drill(spec: str) -> tuple[str, tuple[Condition, ...]]:
     """``(title, conditions)`` from :func:`drill_spec` output."""
     data = json.loads(spec)
