@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import streamlit as st
+import streamlit.components.v1 as components
 
 from al_core import overview
 from al_core.overview import charts
@@ -14,12 +15,21 @@ from pages._ui.sidebar import sidebar_filter
 from pages._ui.text import plain
 
 DRILL_KEY = "overview_drill"
+SCROLL_KEY = "overview_scroll"
 GEN_KEY = "overview_chart_gen"  # charts get new keys when a drill-down closes: selection cleared
 
 
 def _set_drill(spec: str) -> None:
     st.session_state[DRILL_KEY] = spec
+    st.session_state[SCROLL_KEY] = True
     url.put("drill", spec)
+
+
+def _scroll_to_drill() -> None:
+    """Bring the drill-down into view: it opens at the top, the click was further down."""
+    components.html("<script>const h = [...window.parent.document.querySelectorAll('h3')]"
+                    ".find(e => e.innerText.startsWith('Drill-down'));"
+                    "if (h) h.scrollIntoView({block: 'start'});</script>", height=0)
 
 
 def _close_drill() -> None:
@@ -120,3 +130,5 @@ if drill:  # from a click, or from a link that names one
         head.subheader(f"Drill-down: {plain(title)}")
         close.button("Close", key="ov_drill_close", on_click=_close_drill)
         gallery(cat, flt.narrowed(*conditions), run, key="ov_drill_gallery")
+    if st.session_state.pop(SCROLL_KEY, False):
+        _scroll_to_drill()

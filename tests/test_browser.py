@@ -109,6 +109,10 @@ def test_overview_renders_charts_and_a_bar_click_drills_down(served: tuple[str, 
     bars.nth(len(counts) - 1).click(force=True)  # the labeled bar of the rarest class
     heading = page.locator("h3:has-text('Drill-down')")
     heading.wait_for(timeout=60_000)
+    page.wait_for_function("(() => { const h = [...document.querySelectorAll('h3')].find("
+                           "e => e.innerText.startsWith('Drill-down')); if (!h) return false;"
+                           " const r = h.getBoundingClientRect(); return r.top >= 0 && r.bottom <= innerHeight; })()",
+                           timeout=30_000)  # the gallery is brought on screen
     label = re.search(r"labeled as (\S+)", heading.inner_text()).group(1)
     total = page.get_by_text(re.compile(r"^\d[\d,]* samples$")).first.inner_text()
     assert int(total.split()[0].replace(",", "")) == counts[label]
