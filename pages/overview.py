@@ -20,6 +20,8 @@ GEN_KEY = "overview_chart_gen"  # charts get new keys when a drill-down closes: 
 
 
 def _set_drill(spec: str) -> None:
+    st.session_state.pop("ov_drill_gallery_page", None)  # a new drill-down starts on its page 1
+    url.put("drill_page", None)
     st.session_state[DRILL_KEY] = spec
     st.session_state[SCROLL_KEY] = True
     url.put("drill", spec)
@@ -36,6 +38,7 @@ def _close_drill() -> None:
     st.session_state.pop(DRILL_KEY, None)
     st.session_state[GEN_KEY] = st.session_state.get(GEN_KEY, 0) + 1
     url.put("drill", None)
+    url.put("drill_page", None)
 
 
 def _on_select(chart_key: str) -> None:
@@ -129,6 +132,6 @@ if drill:  # from a click, or from a link that names one
         head, close = st.columns([5, 1])
         head.subheader(f"Drill-down: {plain(title)}")
         close.button("Close", key="ov_drill_close", on_click=_close_drill)
-        gallery(cat, flt.narrowed(*conditions), run, key="ov_drill_gallery")
+        gallery(cat, flt.narrowed(*conditions), run, key="ov_drill_gallery", url_page="drill_page")
     if st.session_state.pop(SCROLL_KEY, False):
         _scroll_to_drill()

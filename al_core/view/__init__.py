@@ -14,7 +14,8 @@ from al_core.view.filters import Filter
 from al_core.view.sql import NULL_VALUE, RunRef
 
 __all__ = ["NULL_VALUE", "RunRef", "count_filtered", "distinct_values", "field_range",
-           "gallery_page", "list_runs", "list_tags", "sample_count"]
+           "gallery_page", "gallery_page_sorted", "list_runs", "list_tags", "sample_count",
+           "sample_detail", "sort_options"]
 
 
 def sample_count(cat: Catalog) -> int:
@@ -53,3 +54,69 @@ def gallery_page(cat: Catalog, flt: Filter, run: RunRef | None, show: Sequence[s
                  offset: int) -> pd.DataFrame:
     """One page (id order) of matching samples: id, uri, hash, split, label, prediction, ``show``."""
     return cat.query_df(sql.gallery_page(flt, cat.metadata_fields(), run, show, limit, offset))
+
+
+def sort_options(cat: Catalog, run: RunRef | None) -> dict[str, str]:
+    """The gallery's sort keys (whitelisted, see :func:`al_core.view.sql.sort_clause`) and their
+    labels: id, confidence both ways (only with a run), each metadata field."""
+    options = {"id": "id"}
+    if run is not None:
+        options |= {"confidence_asc": "confidence, least confident first",
+                    "confidence_desc": "confidence, most confident first"}
+    return options | {f"{sql.FIELD_SORT}{name}": name for name in cat.metadata_fields()}
+
+
+def gallery_page_sorted(cat: Catalog, flt: Filter, run: RunRef | None, show: Sequence[str],
+                        limit: int, offset: int, sort: str = "id") -> pd.DataFrame:
+    """Like :func:`gallery_page` in the order of ``sort`` (a key of :func:`sort_options`);
+    ties by sample_id, so consecutive pages never overlap."""
+    fields = cat.metadata_fields()
+    return cat.query_df(sql.gallery_page_sorted(flt, fields, run, show, limit, offset, sort))
+
+
+TOP_K = 5
+
+
+def sample_detail(cat: Catalog, sample_id: str) -> dict[str, Any] | None:
+    """Everything known about one sample, or None if there is no such sample.
+
+    ``fields``: every built-in column and metadata field, in catalog order, with its value (None
+    where missing); ``history``: labels (version, label, source, batch, time), oldest first;
+    ``predictions``: one row per run (run_id, run, pred_label, confidence, has_probs), newest
+    first; ``top``: the top classes of runs with probabilities (run_id, run, rank, class,
+    probability), at most :data:`TOP_K` per run; ``tags``: tag, created_at.
+    """
+    frame = cat.query_df(sql.sample_row(sample_id))
+    if frame.empty:
+        return None
+    row = frame.iloc[0]
+    fields = {name: (None if _missing(row[name]) else row[name]) for name in frame.columns}
+    preds = cat.query_df(sql.sample_predictions(sample_id))
+    top = []
+    for p in preds.itertuples(index=False):
+        if p.probs is None or _missing_list(p.probs):
+            continue
+        pairs = sorted(zip(p.classes, p.probs, strict=False), key=lambda cp: (-cp[1], cp[0]))
+        top += [(p.run_id, p.run, rank, c, float(v)) for rank, (c, v) in enumerate(pairs[:TOP_K], 1)]
+    return {
+        "sample_id": sample_id,
+        "fields": fields,
+        "history": cat.query_df(sql.sample_label_history(sample_id)),
+        "predictions": preds.drop(columns=["classes", "probs"]),
+        "top": pd.DataFrame(top, columns=["run_id", "run", "rank", "class", "probability"]),
+        "tags": cat.query_df(sql.sample_tags(sample_id)),
+    }
+
+
+def _missing(value: Any) -> bool:
+    try:
+        return bool(pd.isna(value))
+    except (TypeError, ValueError):  # lists and arrays are values, not missing
+        return False
+
+
+def _missing_list(value: Any) -> bool:
+    try:
+        return len(value) == 0
+    except TypeError:
+        return _missing(value)

@@ -187,3 +187,65 @@ LIST_RUNS = "SELECT run_id, name, classes FROM model_runs ORDER BY run_id DESC"
 
 
 LATEST_RUN = "SELECT run_id, name FROM model_runs ORDER BY run_id DESC LIMIT 1"
+
+
+#: Gallery orders besides a metadata field: key -> (needs a run, ORDER BY template).
+SORTS = {
+    "id": (False, "s.sample_id"),
+    "confidence_asc": (True, "{conf} ASC NULLS LAST, s.sample_id"),
+    "confidence_desc": (True, "{conf} DESC NULLS LAST, s.sample_id"),
+}
+#: A sort key ``field:<name>`` orders by that metadata field (ascending, missing last).
+FIELD_SORT = "field:"
+
+
+def sort_clause(sort: str, fields: dict[str, str], run: RunRef | None) -> str:
+    """``ORDER BY`` body of a whitelisted sort key; ties (and missing values) by sample_id.
+
+    Raises ValueError for a key that is neither in :data:`SORTS` nor ``field:<known field>``;
+    a confidence order without a run falls back to id order.
+    """
+    if sort in SORTS:
+        needs_run, template = SORTS[sort]
+        if needs_run and run is None:
+            return "s.sample_id"
+        return template.format(conf=run.confidence if run is not None else "")
+    if sort.startswith(FIELD_SORT) and sort[len(FIELD_SORT):] in fields:
+        return f"s.{quote_ident(sort[len(FIELD_SORT):])} ASC NULLS LAST, s.sample_id"
+    raise ValueError(f"unknown sort {sort!r}")
+
+
+def gallery_page_sorted(flt: Any, fields: dict[str, str], run: RunRef | None, show: Sequence[str],
+                        limit: int, offset: int, sort: str = "id") -> Query:
+    """Like :func:`gallery_page`, in the order of a whitelisted ``sort`` key (see :func:`sort_clause`)."""
+    order = sort_clause(sort, fields, run)
+    meta = "".join(f", s.{quote_ident(n)}" for n in show)
+    pred = (f", {run.label} AS pred_label, {run.confidence} AS confidence" if run is not None
+            else ", NULL AS pred_label, NULL AS confidence")
+    text, params = filtered_view(flt, fields, run,
+                                 f"s.sample_id, s.uri, s.content_hash, s.split, s.label{pred}{meta}")
+    return f"{text} ORDER BY {order} LIMIT ? OFFSET ?", [*params, limit, offset]
+
+
+def sample_row(sample_id: str) -> Query:
+    """Every built-in column and metadata field of one sample."""
+    return "SELECT * FROM samples WHERE sample_id = ?", [sample_id]
+
+
+def sample_label_history(sample_id: str) -> Query:
+    """The labels a sample has had, oldest first, numbered as versions."""
+    return ("SELECT row_number() OVER (ORDER BY label_seq) AS version, label, source, "
+            "batch_id AS batch, created_at AS time FROM labels WHERE sample_id = ? "
+            "ORDER BY label_seq", [sample_id])
+
+
+def sample_predictions(sample_id: str) -> Query:
+    """Every run's prediction for one sample, newest run first, with its classes and probabilities."""
+    return ("SELECT r.run_id, r.name AS run, p.pred_label, p.confidence, r.has_probs, r.classes, "
+            "p.probs FROM predictions p JOIN samples s ON s.sample_key = p.sample_key "
+            "JOIN model_runs r ON r.run_id = p.run_id WHERE s.sample_id = ? ORDER BY r.run_id DESC",
+            [sample_id])
+
+
+def sample_tags(sample_id: str) -> Query:
+    return "SELECT tag, created_at FROM tags WHERE sample_id = ? ORDER BY tag", [sample_id]

@@ -12,46 +12,88 @@ from al_core import view
 from al_core.db.catalog import Catalog
 from al_core.thumbnails import cache_dir, thumbnail
 from al_core.view.filters import Filter, field_kind
+from pages._ui import url
+from pages._ui.detail import detail_dialog
 from pages._ui.text import plain
 
 PAGE_SIZE = 24
 GALLERY_COLUMNS = 6
 
-@st.dialog("Sample", width="large")
-def _enlarge(row: dict[str, Any], image: str | None) -> None:
-    if image:
-        st.image(image, width="stretch")
-    st.json({k: (str(v) if not isinstance(v, int | float | str | type(None)) else v) for k, v in row.items()})
+#: Every card is this tall (px) and its thumbnail area this tall: a regular grid whatever the
+#: image's shape or the caption's length (a long caption scrolls inside its card).
+CARD_HEIGHT = 400  # room for a 160 px thumbnail, the button and a four-line caption
+THUMB_AREA = 172
+#: The URL key of the gallery's page number (one gallery is on screen at a time).
+URL_PAGE = "page"
+EMPTY = "No samples match this filter — clear a filter in the sidebar."
 
 
-def _card(row: dict[str, Any], thumbs: Path, meta: list[str], key: str) -> None:
-    path = thumbnail(row["uri"], row.get("content_hash"), thumbs)
-    if path:
-        st.image(str(path), width="stretch")
-    else:
-        st.markdown("*(no preview)*")
-    label = row["label"] if not pd.isna(row["label"]) else None
-    parts = [plain(row["sample_id"]), plain(label) if label is not None else "unlabeled"]
-    if not pd.isna(row.get("pred_label")):
-        parts.append(f"pred **{plain(row['pred_label'])}** ({float(row['confidence']):.0%})")
-    parts += [plain(row[m]) for m in meta if not pd.isna(row.get(m))]
-    st.caption(" · ".join(parts))
-    if st.button("Enlarge", key=f"{key}_open_{row['sample_id']}"):
-        _enlarge(row, str(Path(row["uri"])) if path else None)
+def _card(cat: Catalog, row: dict[str, Any], thumbs: Path, meta: list[str], key: str) -> None:
+    with st.container(height=CARD_HEIGHT, border=True):
+        path = thumbnail(row["uri"], row.get("content_hash"), thumbs)
+        with st.container(height=THUMB_AREA, border=False):
+            if path:
+                st.image(str(path), width="content")
+            else:
+                st.markdown("*(no preview)*")
+        if st.button("Enlarge", key=f"{key}_open_{row['sample_id']}"):  # above the caption:
+            detail_dialog(cat, str(row["sample_id"]))  # a long caption scrolls, the button stays
+        label = row["label"] if not pd.isna(row["label"]) else None
+        parts = [plain(row["sample_id"]), plain(label) if label is not None else "unlabeled"]
+        if not pd.isna(row.get("pred_label")):
+            parts.append(f"pred **{plain(row['pred_label'])}** ({float(row['confidence']):.0%})")
+        parts += [plain(row[m]) for m in meta if not pd.isna(row.get(m))]
+        st.caption(" · ".join(parts))
 
 
-def gallery(cat: Catalog, flt: Filter, run: view.RunRef | None, key: str) -> None:
-    """Paged thumbnails (id, label, prediction, key metadata) of every sample matching ``flt``."""
+def clamp_page(value: Any, pages: int) -> int:
+    """A page number from anywhere (the URL, session state) as one of ``1..pages``; junk is 1."""
+    try:
+        page = int(str(value).strip())
+    except (TypeError, ValueError):
+        return 1
+    return min(max(page, 1), max(pages, 1))
+
+
+def gallery(cat: Catalog, flt: Filter, run: view.RunRef | None, key: str,
+            url_page: str = URL_PAGE) -> None:
+    """Paged thumbnails (id, label, prediction, key metadata) of every sample matching ``flt``.
+
+    ``url_page`` is the URL key that keeps its page (each gallery of a page needs its own).
+    """
     fields = cat.metadata_fields()
     total = view.count_filtered(cat, flt, run)
     pages = max(1, (total + PAGE_SIZE - 1) // PAGE_SIZE)
-    left, right = st.columns([3, 1])
-    left.markdown(f"**{total:,} samples**")
-    page = int(right.number_input("Page", 1, pages, 1, key=f"{key}_page")) if pages > 1 else 1
+    page_key, sort_key = f"{key}_page", f"{key}_sort"
+    if page_key not in st.session_state:  # first render: the page the link names
+        st.session_state[page_key] = clamp_page(url.get(url_page, "1"), pages)
+    elif clamp_page(st.session_state[page_key], pages) != st.session_state[page_key]:
+        st.session_state[page_key] = clamp_page(st.session_state[page_key], pages)
+    sorts = view.sort_options(cat, run)
+    if st.session_state.get(sort_key) not in (None, *sorts):
+        del st.session_state[sort_key]
+
+    def _first_page() -> None:
+        st.session_state[page_key] = 1
+
+    count_col, sort_col, page_col, of_col = st.columns([3, 3, 2, 1], vertical_alignment="bottom")
+    count_col.markdown(f"**{total:,} samples**")
+    sort = sort_col.selectbox("Sort by", list(sorts), format_func=sorts.__getitem__, key=sort_key,
+                              on_change=_first_page)
+    if total == 0:
+        st.info(EMPTY)
+        url.put(url_page, None)
+        return
+    if pages > 1:
+        page = clamp_page(page_col.number_input("Page", 1, pages, key=page_key), pages)
+    else:
+        page = 1
+    of_col.markdown(f"page {page:,} of {pages:,}")
+    url.put(url_page, str(page) if page > 1 else None)
     meta = [n for n, t in fields.items() if field_kind(t) == "categorical"][:2]
-    frame = view.gallery_page(cat, flt, run, meta, PAGE_SIZE, (page - 1) * PAGE_SIZE)
+    frame = view.gallery_page_sorted(cat, flt, run, meta, PAGE_SIZE, (page - 1) * PAGE_SIZE, sort)
     thumbs = cache_dir(cat.path)
     cols = st.columns(GALLERY_COLUMNS)
     for i, row in enumerate(frame.to_dict("records")):
         with cols[i % GALLERY_COLUMNS]:
-            _card(row, thumbs, meta, key)
+            _card(cat, row, thumbs, meta, key)

@@ -1,0 +1,116 @@
+"""One sample in full: its image, every field, label history, each run's predictions, tags."""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from al_core import view
+from al_core.db.catalog import Catalog
+from al_core.ingest.images import ImageTooLarge, open_capped
+from al_core.thumbnails import is_local, render
+from pages._ui.text import plain
+
+#: The longest side a detail image is shown at; small images are enlarged at most MAX_UPSCALE×.
+DETAIL_SIZE = 640
+MAX_UPSCALE = 4
+MISSING = "—"
+
+
+def display_size(width: int | None, height: int | None) -> int | None:
+    """Longest side to show an image of ``width`` × ``height`` at: readable, never above
+    :data:`DETAIL_SIZE`, never more than :data:`MAX_UPSCALE` times its own size."""
+    if not width or not height:
+        return None
+    side = max(int(width), int(height))
+    return max(1, min(DETAIL_SIZE, MAX_UPSCALE * side))
+
+
+def text_value(value: Any) -> str:
+    """A field's value as plain text; missing (None, NaN, NaT) is an em dash."""
+    if value is None:
+        return MISSING
+    try:
+        if pd.isna(value):
+            return MISSING
+    except (TypeError, ValueError):
+        pass
+    return str(value)
+
+
+def _image(uri: str, width: Any, height: Any) -> None:
+    if not is_local(uri):
+        st.caption("(no preview: not a local file)")
+        return
+    try:
+        if not width or not height or pd.isna(width) or pd.isna(height):
+            with open_capped(uri) as img:
+                width, height = img.size
+        size = display_size(width, height)
+        img = render(uri, size or DETAIL_SIZE)  # reduced in bounded memory, enlarged with NEAREST
+    except (ImageTooLarge, OSError, ValueError, SyntaxError, EOFError):
+        st.caption("(no preview: the image cannot be read)")
+        return
+    st.image(img, width=img.width)
+    st.caption(f"{int(width)} × {int(height)} px, shown at {img.width} × {img.height}")
+
+
+def _predictions(detail: dict[str, Any]) -> None:
+    preds: pd.DataFrame = detail["predictions"]
+    if preds.empty:
+        st.caption("No model run has predicted this sample.")
+        return
+    top: pd.DataFrame = detail["top"]
+    for p in preds.itertuples(index=False):
+        st.markdown(f"**{plain(p.run)}** · pred **{plain(p.pred_label)}** ({float(p.confidence):.0%})")
+        mine = top[top["run_id"] == p.run_id]
+        if mine.empty:
+            st.dataframe(pd.DataFrame({"class": [p.pred_label], "confidence": [float(p.confidence)]}),
+                         hide_index=True)
+            continue
+        # plotly renders some HTML in tick labels: class names are escaped
+        fig = go.Figure(go.Bar(x=mine["probability"][::-1], y=[html.escape(str(c)) for c in mine["class"][::-1]],
+                               orientation="h", hovertemplate="%{y}: %{x:.1%}<extra></extra>"))
+        fig.update_layout(height=40 + 28 * len(mine), margin=dict(l=0, r=0, t=0, b=0),
+                          xaxis=dict(range=[0, 1], tickformat=".0%"))
+        st.plotly_chart(fig, key=f"detail_top_{detail['sample_id']}_{p.run_id}")
+
+
+def sample_detail(cat: Catalog, sample_id: str) -> None:
+    """Render :func:`al_core.view.sample_detail` (every user text shown literally)."""
+    detail = view.sample_detail(cat, sample_id)
+    if detail is None:
+        st.warning(f"No sample {plain(sample_id)} in this catalog.")
+        return
+    fields = detail["fields"]
+    st.markdown(f"### {plain(sample_id)}")
+    left, right = st.columns([3, 2])
+    with left:
+        _image(str(fields["uri"]), fields.get("width"), fields.get("height"))
+    with right:
+        table = pd.DataFrame({"field": list(fields),
+                              "value": [text_value(v) for v in fields.values()]})
+        st.dataframe(table, hide_index=True, width="stretch")
+    st.markdown("**Label history**")
+    history: pd.DataFrame = detail["history"]
+    if history.empty:
+        st.caption("Never labeled.")
+    else:
+        st.dataframe(history.astype(object).map(text_value), hide_index=True, width="stretch")
+    st.markdown("**Predictions**")
+    _predictions(detail)
+    st.markdown("**Tags**")
+    tags: pd.DataFrame = detail["tags"]
+    if tags.empty:
+        st.caption("No tags.")
+    else:
+        st.dataframe(tags.astype(object).map(text_value), hide_index=True, width="stretch")
+
+
+@st.dialog("Sample", width="large")
+def detail_dialog(cat: Catalog, sample_id: str) -> None:
+    sample_detail(cat, sample_id)
