@@ -88,6 +88,9 @@ def sample_detail(cat: Catalog, sample_id: str) -> None:
         return
     fields = detail["fields"]
     st.markdown(f"### {plain(sample_id)}")
+    label = fields.get("label")
+    st.markdown(f"label **{plain(label) if label is not None else 'none (unlabeled)'}** · "
+                f"split {plain(fields.get('split'))}")
     left, right = st.columns([3, 2])
     with left:
         _image(str(fields["uri"]), fields.get("width"), fields.get("height"))
