@@ -91,6 +91,28 @@ def demo_build(tmp_path_factory: pytest.TempPathFactory):
     return path, report
 
 
+APP = str(Path(__file__).resolve().parent.parent / "app.py")
+APP_TIMEOUT = 90  # AppTest: the pages import torch through al_core
+
+
+@pytest.fixture
+def app_catalog(demo_build: tuple[Path, object], tmp_path: Path,
+                monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A private copy of the demo catalog that the app under test opens."""
+    import shutil
+
+    path = tmp_path / "app.duckdb"
+    shutil.copy(demo_build[0], path)
+    monkeypatch.setenv("AL_EXPLORER_CATALOG", str(path))
+    yield path
+
+
+def direct(path: Path, query: str) -> list[tuple]:
+    """Plain SQL, written in the test, on the app's file (through the catalog's read connection:
+    in the app's process a second raw connection to the file would conflict with it)."""
+    return Catalog(path).query_rows(query)
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """Close what the app cached (DuckDB connections) so the interpreter exits cleanly."""
     import gc

@@ -3,34 +3,16 @@
 from __future__ import annotations
 
 import re
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import APP, APP_TIMEOUT, direct
 from streamlit.testing.v1 import AppTest
 
 from al_core.db.catalog import Catalog
 from al_core.db.sql import quote_ident
 from al_core.view.filters import Condition, drill_spec
 from pages._ui.gallery import GALLERY_COLUMNS
-
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
-TIMEOUT = 90
-
-
-@pytest.fixture
-def app_catalog(demo_build: tuple[Path, object], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A private copy of the demo catalog (the app owns its file read-write)."""
-    path = tmp_path / "app.duckdb"
-    shutil.copy(demo_build[0], path)
-    monkeypatch.setenv("AL_EXPLORER_CATALOG", str(path))
-    yield path
-
-
-def _direct(path: Path, query: str) -> list[tuple]:
-    """Plain SQL, written here, on the app's file (through the catalog's shared read connection)."""
-    return Catalog(path).query_rows(query)
 
 
 def _as_list(value: str | list[str]) -> list[str]:
@@ -58,7 +40,7 @@ CARD_SQL = ("SELECT sample_id, label, pred_label, pred_confidence, time_of_day, 
 
 def _assert_gallery_shows(at: AppTest, path: Path, where: str, page: int = 1) -> list[str]:
     """The gallery shows exactly the page the SQL selects: ids, labels, predictions, metadata."""
-    rows = _direct(path, CARD_SQL.format(where=where, offset=24 * (page - 1)))
+    rows = direct(path, CARD_SQL.format(where=where, offset=24 * (page - 1)))
     assert rows, "a page with nothing on it would prove nothing"
     cards = _cards(at)
     assert len(cards) == len(rows)
@@ -81,16 +63,16 @@ def _gallery_total(at: AppTest) -> int:
 
 
 def test_overview_loads_with_charts(app_catalog: Path) -> None:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at = AppTest.from_file(APP, default_timeout=APP_TIMEOUT).run()
     assert not at.exception
     assert at.title[0].value == "Overview"
-    expected = _direct(app_catalog, "SELECT count(*), count(label), count(*) - count(label), count(DISTINCT label), "
+    expected = direct(app_catalog, "SELECT count(*), count(label), count(*) - count(label), count(DISTINCT label), "
                                     "count(DISTINCT split), (SELECT count(*) FROM model_runs), "
                                     "(SELECT count(*) FROM embedding_sets) FROM samples")[0]
     shown = [_metric(at, m) for m in ("Samples", "Labeled", "Unlabeled", "Classes", "Splits", "Model runs",
                                       "Embedding sets")]
     assert tuple(shown) == expected
-    largest, smallest = _direct(app_catalog, "SELECT max(n), min(n) FROM (SELECT count(*) AS n FROM samples "
+    largest, smallest = direct(app_catalog, "SELECT max(n), min(n) FROM (SELECT count(*) AS n FROM samples "
                                              "WHERE label IS NOT NULL GROUP BY label)")[0]
     ratio = next(m.value for m in at.metric if m.label == "Largest / smallest class")
     assert ratio == f"{largest / smallest:.1f} : 1"
@@ -99,10 +81,10 @@ def test_overview_loads_with_charts(app_catalog: Path) -> None:
 
 
 def test_sidebar_filter_changes_counts_and_url(app_catalog: Path) -> None:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at = AppTest.from_file(APP, default_timeout=APP_TIMEOUT).run()
     at.multiselect(key="flt_split").set_value(["train"]).run()
     at.multiselect(key="flt_f_weather").set_value(["rain", "fog"]).run()
-    expected = _direct(app_catalog, "SELECT count(*), count(label) FROM samples "
+    expected = direct(app_catalog, "SELECT count(*), count(label) FROM samples "
                                     "WHERE split = 'train' AND weather IN ('rain', 'fog')")[0]
     assert (_metric(at, "Samples"), _metric(at, "Labeled")) == expected
     assert _as_list(at.query_params["split"]) == ["train"]
@@ -110,11 +92,11 @@ def test_sidebar_filter_changes_counts_and_url(app_catalog: Path) -> None:
 
 
 def test_url_filter_is_applied_on_load(app_catalog: Path) -> None:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at = AppTest.from_file(APP, default_timeout=APP_TIMEOUT)
     at.query_params["labeled"] = "unlabeled"
     at.query_params["f.time_of_day"] = ["night"]
     at.run()
-    expected = _direct(app_catalog, "SELECT count(*) FROM samples WHERE label IS NULL AND time_of_day = 'night'")[0][0]
+    expected = direct(app_catalog, "SELECT count(*) FROM samples WHERE label IS NULL AND time_of_day = 'night'")[0][0]
     assert _metric(at, "Samples") == expected
     assert at.multiselect(key="flt_f_time_of_day").value == ["night"]
 
@@ -129,11 +111,11 @@ def test_url_filter_is_applied_on_load(app_catalog: Path) -> None:
 ])
 def test_drill_down_gallery_shows_exactly_those_samples(app_catalog: Path, conditions: tuple, where: str,
                                                        page: int) -> None:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at = AppTest.from_file(APP, default_timeout=APP_TIMEOUT).run()
     at.session_state["overview_drill"] = drill_spec("test", *conditions)
     at.run()
     assert not at.exception
-    total = _direct(app_catalog, f"SELECT count(*) FROM samples WHERE {where}")[0][0]
+    total = direct(app_catalog, f"SELECT count(*) FROM samples WHERE {where}")[0][0]
     assert _gallery_total(at) == total
     if page > 1:
         at.number_input(key="ov_drill_gallery_page").set_value(page).run()
@@ -142,12 +124,12 @@ def test_drill_down_gallery_shows_exactly_those_samples(app_catalog: Path, condi
 
 
 def test_samples_page_gallery_follows_the_filter(app_catalog: Path) -> None:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at = AppTest.from_file(APP, default_timeout=APP_TIMEOUT).run()
     at.switch_page("pages/samples.py").run()
     assert at.title[0].value == "Samples"
     _assert_gallery_shows(at, app_catalog, "TRUE")
     at.multiselect(key="flt_class").set_value(["bus"]).run()
-    assert _gallery_total(at) == _direct(app_catalog, "SELECT count(*) FROM samples WHERE label = 'bus'")[0][0]
+    assert _gallery_total(at) == direct(app_catalog, "SELECT count(*) FROM samples WHERE label = 'bus'")[0][0]
     first = _assert_gallery_shows(at, app_catalog, "label = 'bus'")
     at.number_input(key="samples_page").set_value(2).run()
     assert not at.exception
@@ -157,13 +139,13 @@ def test_samples_page_gallery_follows_the_filter(app_catalog: Path) -> None:
 
 def test_samples_page_from_a_shared_link(app_catalog: Path) -> None:
     """A link with a filter opens the Samples page on the pool it selects, predictions and all."""
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at = AppTest.from_file(APP, default_timeout=APP_TIMEOUT)
     at.query_params["labeled"] = "unlabeled"
     at.query_params["f.weather"] = ["fog", "rain"]
     at.switch_page("pages/samples.py").run()
     assert at.title[0].value == "Samples"
     where = "label IS NULL AND weather IN ('fog', 'rain')"
-    assert _gallery_total(at) == _direct(app_catalog, f"SELECT count(*) FROM samples WHERE {where}")[0][0]
+    assert _gallery_total(at) == direct(app_catalog, f"SELECT count(*) FROM samples WHERE {where}")[0][0]
     at.number_input(key="samples_page").set_value(3).run()
     _assert_gallery_shows(at, app_catalog, where, page=3)
 
@@ -171,8 +153,8 @@ def test_samples_page_from_a_shared_link(app_catalog: Path) -> None:
 def test_gallery_leaves_out_missing_metadata(app_catalog: Path) -> None:
     with Catalog.open(app_catalog) as cat, cat.transaction("test setup") as cur:
         cur.execute("UPDATE samples SET weather = NULL WHERE label = 'bus' AND sample_key % 2 = 0")
-    assert _direct(app_catalog, "SELECT count(*) FROM samples WHERE label = 'bus' AND weather IS NULL")[0][0] > 0
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    assert direct(app_catalog, "SELECT count(*) FROM samples WHERE label = 'bus' AND weather IS NULL")[0][0] > 0
+    at = AppTest.from_file(APP, default_timeout=APP_TIMEOUT).run()
     at.switch_page("pages/samples.py").run()
     at.multiselect(key="flt_class").set_value(["bus"]).run()
     _assert_gallery_shows(at, app_catalog, "label = 'bus'")
@@ -180,7 +162,7 @@ def test_gallery_leaves_out_missing_metadata(app_catalog: Path) -> None:
 
 def test_empty_catalog_says_how_to_fill_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AL_EXPLORER_CATALOG", str(tmp_path / "empty.duckdb"))
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at = AppTest.from_file(APP, default_timeout=APP_TIMEOUT).run()
     assert not at.exception
     assert "al-explorer demo" in at.info[0].value
 
@@ -198,16 +180,16 @@ def test_hostile_field_names_render(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     with Catalog.open(path) as cat:
         ingest_manifest(cat, tmp_path / "m.csv", progress=False)
     monkeypatch.setenv("AL_EXPLORER_CATALOG", str(path))
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT).run()
+    at = AppTest.from_file(APP, default_timeout=APP_TIMEOUT).run()
     assert not at.exception
     at.multiselect(key=f"flt_f_{hostile}").set_value(["b"]).run()
     assert _metric(at, "Samples") == 1
-    assert _direct(path, f"SELECT count({quote_ident(hostile)}) FROM samples")[0][0] == 2
+    assert direct(path, f"SELECT count({quote_ident(hostile)}) FROM samples")[0][0] == 2
 
 
 
 def test_the_filter_survives_a_page_switch(app_catalog: Path) -> None:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at = AppTest.from_file(APP, default_timeout=APP_TIMEOUT)
     at.query_params["labeled"] = "unlabeled"
     at.query_params["f.weather"] = ["fog"]
     at.run()
@@ -215,16 +197,16 @@ def test_the_filter_survives_a_page_switch(app_catalog: Path) -> None:
     at.switch_page("pages/samples.py").run()
     assert not at.exception
     where = "label IS NULL AND weather = 'fog' AND time_of_day = 'night'"
-    assert _gallery_total(at) == _direct(app_catalog, f"SELECT count(*) FROM samples WHERE {where}")[0][0]
+    assert _gallery_total(at) == direct(app_catalog, f"SELECT count(*) FROM samples WHERE {where}")[0][0]
     assert _as_list(at.query_params["f.time_of_day"]) == ["night"]
     at.switch_page("pages/overview.py").run()
-    assert _metric(at, "Samples") == _direct(app_catalog, f"SELECT count(*) FROM samples WHERE {where}")[0][0]
+    assert _metric(at, "Samples") == direct(app_catalog, f"SELECT count(*) FROM samples WHERE {where}")[0][0]
 
 
 @pytest.mark.parametrize("page", ["pages/overview.py", "pages/samples.py"])
 def test_links_with_unknown_or_out_of_range_values_open_without_error(app_catalog: Path, page: str) -> None:
     """Values a link names that the catalog does not have are dropped; ranges are clamped."""
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at = AppTest.from_file(APP, default_timeout=APP_TIMEOUT)
     at.query_params.update({"split": ["train", "nope"], "class": ["not-a-class"], "labeled": "bogus",
                             "f.weather": ["fog", "hail"], "f.brightness": "-5..99",
                             "f.captured_at": "1900-01-01..2999-12-31", "tag": "x", "f.unknown": "1"})
@@ -233,7 +215,7 @@ def test_links_with_unknown_or_out_of_range_values_open_without_error(app_catalo
     assert not at.exception
     assert at.multiselect(key="flt_split").value == ["train"]
     assert at.multiselect(key="flt_f_weather").value == ["fog"]
-    low, high = _direct(app_catalog, "SELECT min(brightness), max(brightness) FROM samples")[0]
+    low, high = direct(app_catalog, "SELECT min(brightness), max(brightness) FROM samples")[0]
     assert tuple(at.slider(key="flt_f_brightness").value) == pytest.approx((low, high))
 
 
@@ -246,7 +228,7 @@ def test_fuzzed_links_never_raise(app_catalog: Path) -> None:
               "' OR 1=1 --", "![x](http://127.0.0.1:9/p.png)", "9" * 400, "-1e308..1e308", "fog"]
     for page in ("pages/overview.py", "pages/samples.py"):
         for _ in range(15):
-            at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+            at = AppTest.from_file(APP, default_timeout=APP_TIMEOUT)
             for _ in range(rng.randint(1, 5)):
                 at.query_params[rng.choice(keys)] = [rng.choice(values) for _ in range(rng.randint(1, 3))]
             at.run()
@@ -255,29 +237,29 @@ def test_fuzzed_links_never_raise(app_catalog: Path) -> None:
 
 
 def test_model_filters_find_the_night_samples_the_model_gets_wrong(app_catalog: Path) -> None:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at = AppTest.from_file(APP, default_timeout=APP_TIMEOUT)
     at.query_params["f.time_of_day"] = ["night"]
     at.run()
     at.switch_page("pages/samples.py").run()
     at.segmented_control(key="flt_outcome").set_value("wrong").run()
     wrong = "time_of_day = 'night' AND label IS NOT NULL AND label <> pred_label"
-    assert _gallery_total(at) == _direct(app_catalog, f"SELECT count(*) FROM samples WHERE {wrong}")[0][0] > 0
+    assert _gallery_total(at) == direct(app_catalog, f"SELECT count(*) FROM samples WHERE {wrong}")[0][0] > 0
     assert _as_list(at.query_params["outcome"]) == ["wrong"]
     at.segmented_control(key="flt_outcome").set_value("unlabeled").run()
     at.slider(key="flt_conf").set_value((0.0, 0.6)).run()
     pool = "time_of_day = 'night' AND label IS NULL AND pred_confidence <= 0.6"
-    assert _gallery_total(at) == _direct(app_catalog, f"SELECT count(*) FROM samples WHERE {pool}")[0][0] > 0
+    assert _gallery_total(at) == direct(app_catalog, f"SELECT count(*) FROM samples WHERE {pool}")[0][0] > 0
     _assert_gallery_shows(at, app_catalog, pool)
 
 
 def test_a_drill_down_opens_from_its_link_and_closes(app_catalog: Path) -> None:
     spec = drill_spec("labeled as bus", Condition("label", "bus"))
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at = AppTest.from_file(APP, default_timeout=APP_TIMEOUT)
     at.query_params["drill"] = spec
     at.run()
     assert not at.exception
     assert any("Drill-down" in h.value and "bus" in h.value for h in at.subheader)
-    assert _gallery_total(at) == _direct(app_catalog, "SELECT count(*) FROM samples WHERE label = 'bus'")[0][0]
+    assert _gallery_total(at) == direct(app_catalog, "SELECT count(*) FROM samples WHERE label = 'bus'")[0][0]
     at.button(key="ov_drill_close").click().run()
     assert not any("Drill-down" in h.value for h in at.subheader)
     assert "drill" not in at.query_params
@@ -286,7 +268,7 @@ def test_a_drill_down_opens_from_its_link_and_closes(app_catalog: Path) -> None:
 @pytest.mark.parametrize("junk", ["", "{", "[1, 2]", '{"title": "x", "conditions": [["no_such", 1, null, null, false]]}',
                                   '{"title": "x", "conditions": [["label"]]}', '{"title": 5, "conditions": []}'])
 def test_a_junk_drill_link_is_ignored(app_catalog: Path, junk: str) -> None:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at = AppTest.from_file(APP, default_timeout=APP_TIMEOUT)
     at.query_params["drill"] = junk
     at.run()
     assert not at.exception

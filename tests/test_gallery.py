@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import re
-import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import APP, APP_TIMEOUT, direct
 from streamlit.testing.v1 import AppTest
 
 from al_core import view
@@ -19,21 +18,6 @@ from al_core.view import sql as view_sql
 from al_core.view.filters import Filter
 from pages._ui.detail import display_size, text_value
 from pages._ui.gallery import EMPTY, GALLERY_COLUMNS, PAGE_SIZE, clamp_page
-
-APP = str(Path(__file__).resolve().parent.parent / "app.py")
-TIMEOUT = 90
-
-
-@pytest.fixture
-def app_catalog(demo_build: tuple[Path, object], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    path = tmp_path / "app.duckdb"
-    shutil.copy(demo_build[0], path)
-    monkeypatch.setenv("AL_EXPLORER_CATALOG", str(path))
-    yield path
-
-
-def _direct(path: Path, query: str) -> list[tuple]:
-    return Catalog(path).query_rows(query)
 
 
 def _shown_ids(at: AppTest) -> list[str]:
@@ -48,7 +32,7 @@ def _shown_ids(at: AppTest) -> list[str]:
 
 
 def _samples_page(query_params: dict[str, str] | None = None) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=TIMEOUT)
+    at = AppTest.from_file(APP, default_timeout=APP_TIMEOUT)
     at.query_params.update(query_params or {})
     at.run()
     at.switch_page("pages/samples.py").run()
@@ -71,16 +55,16 @@ def test_sort_orders_match_sql(app_catalog: Path, sort: str, order: str) -> None
     at = _samples_page()
     at.selectbox(key="samples_sort").set_value(sort).run()
     assert not at.exception
-    expected = [r[0] for r in _direct(app_catalog, f"SELECT sample_id FROM samples ORDER BY {order} LIMIT 24")]
+    expected = [r[0] for r in direct(app_catalog, f"SELECT sample_id FROM samples ORDER BY {order} LIMIT 24")]
     assert _shown_ids(at) == expected
     at.number_input(key="samples_page").set_value(3).run()
-    expected = [r[0] for r in _direct(app_catalog, f"SELECT sample_id FROM samples ORDER BY {order} "
+    expected = [r[0] for r in direct(app_catalog, f"SELECT sample_id FROM samples ORDER BY {order} "
                                                    "LIMIT 24 OFFSET 48")]
     assert _shown_ids(at) == expected
 
 
 def test_page_x_of_n_and_url_round_trip(app_catalog: Path) -> None:
-    total = _direct(app_catalog, "SELECT count(*) FROM samples")[0][0]
+    total = direct(app_catalog, "SELECT count(*) FROM samples")[0][0]
     pages = (total + PAGE_SIZE - 1) // PAGE_SIZE
     at = _samples_page()
     assert _page_label(at) == f"page 1 of {pages}"
@@ -97,7 +81,7 @@ def test_page_x_of_n_and_url_round_trip(app_catalog: Path) -> None:
 @pytest.mark.parametrize("value, expected", [("0", 1), ("-3", 1), ("junk", 1), ("", 1), ("2.5", 1),
                                              ("9" * 400, None), ("99999", None), ("' OR 1=1 --", 1)])
 def test_junk_or_out_of_range_url_page_clamps(app_catalog: Path, value: str, expected: int | None) -> None:
-    total = _direct(app_catalog, "SELECT count(*) FROM samples")[0][0]
+    total = direct(app_catalog, "SELECT count(*) FROM samples")[0][0]
     pages = (total + PAGE_SIZE - 1) // PAGE_SIZE
     at = _samples_page({"page": value})
     assert _page_label(at) == f"page {expected or pages} of {pages}"
@@ -197,7 +181,7 @@ def test_sorted_page_matches_sql_and_pages_do_not_overlap(small: Catalog) -> Non
         expected = [r[0] for r in small.query_rows(
             "SELECT s.sample_id FROM samples s LEFT JOIN predictions p ON p.sample_key = s.sample_key "
             f"AND p.run_id = {run.run_id} ORDER BY {order}")]
-        pages = [view.gallery_page_sorted(small, Filter(), run, [], 2, off, sort)["sample_id"].tolist()
+        pages = [view.gallery_page(small, Filter(), run, [], 2, off, sort)["sample_id"].tolist()
                  for off in (0, 2)]
         assert pages[0] + pages[1] == expected, sort
 
@@ -219,7 +203,7 @@ def test_detail_dialog_renders_hostile_label_literally(small: Catalog) -> None:
         from pages._ui.detail import sample_detail
         sample_detail(Catalog(path), "b")
 
-    at = AppTest.from_function(page, args=(str(small.path),), default_timeout=TIMEOUT).run()
+    at = AppTest.from_function(page, args=(str(small.path),), default_timeout=APP_TIMEOUT).run()
     assert not at.exception
     assert any(HOSTILE in df.value.to_string() or (df.value == HOSTILE).any().any() for df in at.dataframe)
     for m in at.markdown:

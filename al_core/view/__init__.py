@@ -14,7 +14,7 @@ from al_core.view.filters import Filter
 from al_core.view.sql import NULL_VALUE, RunRef
 
 __all__ = ["NULL_VALUE", "RunRef", "count_filtered", "distinct_values", "field_range",
-           "gallery_page", "gallery_page_sorted", "list_runs", "list_tags", "sample_count",
+           "gallery_page", "list_runs", "list_tags", "sample_count",
            "sample_detail", "sort_options"]
 
 
@@ -50,12 +50,6 @@ def count_filtered(cat: Catalog, flt: Filter, run: RunRef | None) -> int:
     return int(cat.scalar(sql.count_filtered(flt, cat.metadata_fields(), run)))
 
 
-def gallery_page(cat: Catalog, flt: Filter, run: RunRef | None, show: Sequence[str], limit: int,
-                 offset: int) -> pd.DataFrame:
-    """One page (id order) of matching samples: id, uri, hash, split, label, prediction, ``show``."""
-    return cat.query_df(sql.gallery_page(flt, cat.metadata_fields(), run, show, limit, offset))
-
-
 def sort_options(cat: Catalog, run: RunRef | None) -> dict[str, str]:
     """The gallery's sort keys (whitelisted, see :func:`al_core.view.sql.sort_clause`) and their
     labels: id, confidence both ways (only with a run), each metadata field."""
@@ -66,12 +60,11 @@ def sort_options(cat: Catalog, run: RunRef | None) -> dict[str, str]:
     return options | {f"{sql.FIELD_SORT}{name}": name for name in cat.metadata_fields()}
 
 
-def gallery_page_sorted(cat: Catalog, flt: Filter, run: RunRef | None, show: Sequence[str],
-                        limit: int, offset: int, sort: str = "id") -> pd.DataFrame:
-    """Like :func:`gallery_page` in the order of ``sort`` (a key of :func:`sort_options`);
-    ties by sample_id, so consecutive pages never overlap."""
-    fields = cat.metadata_fields()
-    return cat.query_df(sql.gallery_page_sorted(flt, fields, run, show, limit, offset, sort))
+def gallery_page(cat: Catalog, flt: Filter, run: RunRef | None, show: Sequence[str], limit: int,
+                 offset: int, sort: str = "id") -> pd.DataFrame:
+    """One page of matching samples (id, uri, hash, split, label, prediction, ``show``) in the
+    order of ``sort`` (a key of :func:`sort_options`); ties by sample_id, so pages never overlap."""
+    return cat.query_df(sql.gallery_page(flt, cat.metadata_fields(), run, show, limit, offset, sort))
 
 
 TOP_K = 5

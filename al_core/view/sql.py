@@ -153,18 +153,6 @@ def field_range(name: str) -> Query:
     return f"SELECT min({col}), max({col}) FROM samples", []
 
 
-def gallery_page(flt: Any, fields: dict[str, str], run: RunRef | None, show: Sequence[str],
-                 limit: int, offset: int) -> Query:
-    """One page of samples (id order) with label, prediction and a few metadata fields."""
-    meta = "".join(f", s.{quote_ident(n)}" for n in show)
-    pred = (f", {run.label} AS pred_label, {run.confidence} AS confidence" if run is not None
-            else ", NULL AS pred_label, NULL AS confidence")
-    view = filtered_view(flt, fields, run,
-                         f"s.sample_id, s.uri, s.content_hash, s.split, s.label{pred}{meta}")
-    text, params = view
-    return f"{text} ORDER BY s.sample_id LIMIT ? OFFSET ?", [*params, limit, offset]
-
-
 def count_filtered(flt: Any, fields: dict[str, str], run: RunRef | None) -> Query:
     text, params = filtered_view(flt, fields, run, "count(*)")
     return text, params
@@ -215,9 +203,10 @@ def sort_clause(sort: str, fields: dict[str, str], run: RunRef | None) -> str:
     raise ValueError(f"unknown sort {sort!r}")
 
 
-def gallery_page_sorted(flt: Any, fields: dict[str, str], run: RunRef | None, show: Sequence[str],
-                        limit: int, offset: int, sort: str = "id") -> Query:
-    """Like :func:`gallery_page`, in the order of a whitelisted ``sort`` key (see :func:`sort_clause`)."""
+def gallery_page(flt: Any, fields: dict[str, str], run: RunRef | None, show: Sequence[str],
+                 limit: int, offset: int, sort: str = "id") -> Query:
+    """One page of samples with label, prediction and a few metadata fields, in the order of a
+    whitelisted ``sort`` key (see :func:`sort_clause`); ties by sample_id."""
     order = sort_clause(sort, fields, run)
     meta = "".join(f", s.{quote_ident(n)}" for n in show)
     pred = (f", {run.label} AS pred_label, {run.confidence} AS confidence" if run is not None

@@ -98,20 +98,19 @@ def sample_detail(cat: Catalog, sample_id: str) -> None:
         table = pd.DataFrame({"field": list(fields),
                               "value": [text_value(v) for v in fields.values()]})
         st.dataframe(table, hide_index=True, width="stretch")
-    st.markdown("**Label history**")
-    history: pd.DataFrame = detail["history"]
-    if history.empty:
-        st.caption("Never labeled.")
-    else:
-        st.dataframe(history.astype(object).map(text_value), hide_index=True, width="stretch")
+    _table("Label history", detail["history"], "Never labeled.")
     st.markdown("**Predictions**")
     _predictions(detail)
-    st.markdown("**Tags**")
-    tags: pd.DataFrame = detail["tags"]
-    if tags.empty:
-        st.caption("No tags.")
+    _table("Tags", detail["tags"], "No tags.")
+
+
+def _table(title: str, frame: pd.DataFrame, empty: str) -> None:
+    """A titled table of user text shown literally ("—" for missing), or a note when empty."""
+    st.markdown(f"**{title}**")
+    if frame.empty:
+        st.caption(empty)
     else:
-        st.dataframe(tags.astype(object).map(text_value), hide_index=True, width="stretch")
+        st.dataframe(frame.astype(object).map(text_value), hide_index=True, width="stretch")
 
 
 @st.dialog("Sample", width="large")

@@ -91,7 +91,7 @@ def gallery(cat: Catalog, flt: Filter, run: view.RunRef | None, key: str,
     of_col.markdown(f"page {page:,} of {pages:,}")
     url.put(url_page, str(page) if page > 1 else None)
     meta = [n for n, t in fields.items() if field_kind(t) == "categorical"][:2]
-    frame = view.gallery_page_sorted(cat, flt, run, meta, PAGE_SIZE, (page - 1) * PAGE_SIZE, sort)
+    frame = view.gallery_page(cat, flt, run, meta, PAGE_SIZE, (page - 1) * PAGE_SIZE, sort)
     thumbs = cache_dir(cat.path)
     cols = st.columns(GALLERY_COLUMNS)
     for i, row in enumerate(frame.to_dict("records")):
