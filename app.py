@@ -18,6 +18,7 @@ PAGES = [
             url_path="overview"),
     st.Page("pages/samples.py", title="Samples", icon=":material/photo_library:", url_path="samples"),
 ]
+BATCH = st.Page("pages/batch.py", title="Next batch", icon=":material/shopping_cart:", url_path="batch")
 
-navigation = st.navigation(PAGES)
-run_page(navigation)
+navigation = st.navigation([*PAGES, BATCH])
+run_page(navigation, batch_page=BATCH)

@@ -170,6 +170,30 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 PRIMARY KEY (batch_id, sample_id))""",
         ],
     ),
+    (
+        3,
+        "curation: batch status (an open 'draft' is the next-batch cart), undoable tag actions",
+        [
+            # batches written before v3 were exports; a draft is the one open next batch
+            "ALTER TABLE export_batches ADD COLUMN status VARCHAR DEFAULT 'exported'",
+            "UPDATE export_batches SET status = 'exported' WHERE status IS NULL",
+            "ALTER TABLE export_items ADD COLUMN added_at TIMESTAMP",
+            "CREATE SEQUENCE tag_action_seq START 1",
+            """CREATE TABLE tag_actions (
+                action_id INTEGER PRIMARY KEY,
+                op VARCHAR NOT NULL CHECK (op IN ('add', 'remove')),
+                tag VARCHAR NOT NULL,
+                n INTEGER NOT NULL,
+                created_at TIMESTAMP NOT NULL,
+                undone_at TIMESTAMP)""",
+            # the samples an action changed (for 'remove', with the tag's original time)
+            """CREATE TABLE tag_action_items (
+                action_id INTEGER NOT NULL,
+                sample_id VARCHAR NOT NULL,
+                tagged_at TIMESTAMP,
+                PRIMARY KEY (action_id, sample_id))""",
+        ],
+    ),
 ]
 
 

@@ -14,8 +14,8 @@ from al_core.view.filters import Filter
 from al_core.view.sql import NULL_VALUE, RunRef
 
 __all__ = ["NULL_VALUE", "RunRef", "count_filtered", "distinct_values", "field_range",
-           "gallery_page", "list_runs", "list_tags", "sample_count",
-           "sample_detail", "sort_options"]
+           "gallery_page", "list_runs", "list_tags", "sample_at", "sample_count",
+           "sample_detail", "sample_position", "sort_options"]
 
 
 def sample_count(cat: Catalog) -> int:
@@ -65,6 +65,21 @@ def gallery_page(cat: Catalog, flt: Filter, run: RunRef | None, show: Sequence[s
     """One page of matching samples (id, uri, hash, split, label, prediction, ``show``) in the
     order of ``sort`` (a key of :func:`sort_options`); ties by sample_id, so pages never overlap."""
     return cat.query_df(sql.gallery_page(flt, cat.metadata_fields(), run, show, limit, offset, sort))
+
+
+def sample_position(cat: Catalog, flt: Filter, run: RunRef | None, sort: str,
+                    sample_id: str) -> int | None:
+    """Where ``sample_id`` is in :func:`gallery_page`'s order (0-based), or None if not in the view."""
+    rows = cat.query_rows(sql.sample_position(flt, cat.metadata_fields(), run, sort, sample_id))
+    return int(rows[0][0]) if rows else None
+
+
+def sample_at(cat: Catalog, flt: Filter, run: RunRef | None, sort: str, index: int) -> str | None:
+    """The id at 0-based ``index`` of :func:`gallery_page`'s order, or None past the end."""
+    if index < 0:
+        return None
+    frame = gallery_page(cat, flt, run, [], 1, index, sort)
+    return None if frame.empty else str(frame["sample_id"].iloc[0])
 
 
 TOP_K = 5

@@ -97,6 +97,10 @@ def filter_where(flt: Any, fields: dict[str, str], run: RunRef | None = None) ->
             inner = _in_list("t.tag", tags, sub)
             clauses.append(f"{exists} (SELECT 1 FROM tags t WHERE t.sample_id = s.sample_id AND {inner})")
             params.extend(sub)
+    if flt.batch != "all":
+        clauses.append(("EXISTS" if flt.batch == "in" else "NOT EXISTS") + " (SELECT 1 FROM export_items i "
+                       "JOIN export_batches b ON b.batch_id = i.batch_id AND b.status = 'draft' "
+                       "WHERE i.sample_id = s.sample_id)")
     for name, values in flt.categorical:
         clauses.append(_in_list(f"{column_expr(name, fields)}::VARCHAR", values, params))
     for name, (lo, hi) in flt.numeric:
@@ -214,6 +218,15 @@ def gallery_page(flt: Any, fields: dict[str, str], run: RunRef | None, show: Seq
     text, params = filtered_view(flt, fields, run,
                                  f"s.sample_id, s.uri, s.content_hash, s.split, s.label{pred}{meta}")
     return f"{text} ORDER BY {order} LIMIT ? OFFSET ?", [*params, limit, offset]
+
+
+def sample_position(flt: Any, fields: dict[str, str], run: RunRef | None, sort: str,
+                    sample_id: str) -> Query:
+    """The 0-based position of ``sample_id`` in the gallery's order (no row if not in the view)."""
+    order = sort_clause(sort, fields, run)
+    text, params = filtered_view(flt, fields, run,
+                                 f"s.sample_id, row_number() OVER (ORDER BY {order}) - 1 AS pos")
+    return f"SELECT pos FROM ({text}) WHERE sample_id = ?", [*params, sample_id]
 
 
 def sample_row(sample_id: str) -> Query:

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import html
+import threading
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 import pandas as pd
 import plotly.graph_objects as go
@@ -13,6 +16,8 @@ from al_core import view
 from al_core.db.catalog import Catalog
 from al_core.ingest.images import ImageTooLarge, open_capped
 from al_core.thumbnails import is_local, render
+from al_core.view.filters import Filter
+from pages._ui import url
 from pages._ui.text import plain
 
 #: The longest side a detail image is shown at; small images are enlarged at most MAX_UPSCALE×.
@@ -113,6 +118,96 @@ def _table(title: str, frame: pd.DataFrame, empty: str) -> None:
         st.dataframe(frame.astype(object).map(text_value), hide_index=True, width="stretch")
 
 
-@st.dialog("Sample", width="large")
-def detail_dialog(cat: Catalog, sample_id: str) -> None:
-    sample_detail(cat, sample_id)
+# ---------------------------------------------------------------- the dialog, its link, prev/next
+
+_shown = threading.local()
+
+
+def new_run() -> None:
+    """Forget whether a detail was shown (a new script run starts)."""
+    _shown.flag = False
+
+
+def shown_this_run() -> bool:
+    return getattr(_shown, "flag", False)
+
+
+#: Session key of the open detail: ``{"id", "index" (in the gallery's order, or None), "gallery"}``.
+OPEN = "_detail"
+URL_SAMPLE = "sample"
+
+
+@dataclass(frozen=True)
+class GalleryView:
+    """What a detail steps through with previous/next: a gallery's filter, run, sort and size."""
+
+    key: str
+    flt: Filter
+    run: view.RunRef | None
+    sort: str
+    total: int
+
+
+def open_sample(sample_id: str, index: int | None, gallery_key: str | None) -> None:
+    """Open the detail of ``sample_id`` (at ``index`` of the gallery ``gallery_key``)."""
+    st.session_state[OPEN] = {"id": sample_id, "index": index, "gallery": gallery_key}
+    url.put(URL_SAMPLE, sample_id)
+
+
+def _close() -> None:
+    st.session_state.pop(OPEN, None)
+    url.put(URL_SAMPLE, None)
+
+
+def _step(cat: Catalog, gv: GalleryView, index: int) -> None:
+    sample_id = view.sample_at(cat, gv.flt, gv.run, gv.sort, index)
+    if sample_id is not None:
+        open_sample(sample_id, index, gv.key)
+
+
+def link_to(sample_id: str) -> str:
+    """A URL that reopens this page's view with this sample's detail open."""
+    params = [(k, v) for k in st.query_params if k != URL_SAMPLE for v in st.query_params.get_all(k)]
+    base = str(st.context.url or "").split("?")[0]
+    return f"{base}?{urlencode([*params, (URL_SAMPLE, sample_id)])}"
+
+
+def _navigator(cat: Catalog, gv: GalleryView, state: dict[str, Any]) -> None:
+    index = state.get("index")
+    if index is None:  # opened from a link: find it in the gallery's order
+        index = view.sample_position(cat, gv.flt, gv.run, gv.sort, state["id"])
+        state["index"] = index
+    prev, where, nxt = st.columns([1, 3, 1], vertical_alignment="center")
+    prev.button("Previous", key="detail_prev", icon=":material/chevron_left:", width="stretch",
+                disabled=index is None or index <= 0, on_click=_step,
+                args=(cat, gv, (index or 0) - 1))
+    where.caption(f"{index + 1:,} of {gv.total:,} in this gallery" if index is not None
+                  else "not in this gallery's view")
+    nxt.button("Next", key="detail_next", icon=":material/chevron_right:", width="stretch",
+               disabled=index is None or index >= gv.total - 1, on_click=_step,
+               args=(cat, gv, (index or 0) + 1))
+
+
+@st.dialog("Sample", width="large", on_dismiss=_close)
+def _dialog(cat: Catalog, gv: GalleryView | None) -> None:
+    state = st.session_state.get(OPEN)
+    if not state:
+        return
+    if gv is not None:
+        _navigator(cat, gv, state)
+    sample_detail(cat, state["id"])
+    st.markdown("**Link to this sample**")
+    st.code(link_to(state["id"]), language=None)
+
+
+def show_open_detail(cat: Catalog, gv: GalleryView | None) -> bool:
+    """Open the dialog if a detail is open for this gallery (or named by the URL); True if shown."""
+    state = st.session_state.get(OPEN)
+    if state is None and url.get(URL_SAMPLE):  # a link that names a sample
+        state = {"id": url.get(URL_SAMPLE), "index": None, "gallery": gv.key if gv else None}
+        st.session_state[OPEN] = state
+    if state is None or (gv is not None and state.get("gallery") not in (None, gv.key)):
+        return False
+    _shown.flag = True
+    _dialog(cat, gv)
+    return True

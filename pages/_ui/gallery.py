@@ -12,8 +12,8 @@ from al_core import view
 from al_core.db.catalog import Catalog
 from al_core.thumbnails import cache_dir, thumbnail
 from al_core.view.filters import Filter, field_kind
-from pages._ui import url
-from pages._ui.detail import detail_dialog
+from pages._ui import selection, url
+from pages._ui.detail import GalleryView, open_sample, show_open_detail
 from pages._ui.text import plain
 
 PAGE_SIZE = 24
@@ -21,14 +21,15 @@ GALLERY_COLUMNS = 6
 
 #: Every card is this tall (px) and its thumbnail area this tall: a regular grid whatever the
 #: image's shape or the caption's length (a long caption scrolls inside its card).
-CARD_HEIGHT = 400  # room for a 160 px thumbnail, the button and a four-line caption
+CARD_HEIGHT = 430  # room for a 160 px thumbnail, the select tick, the button, a four-line caption
 THUMB_AREA = 172
 #: The URL key of the gallery's page number (one gallery is on screen at a time).
 URL_PAGE = "page"
 EMPTY = "No samples match this filter — clear a filter in the sidebar."
 
 
-def _card(cat: Catalog, row: dict[str, Any], thumbs: Path, meta: list[str], key: str) -> None:
+def _card(row: dict[str, Any], index: int, thumbs: Path, meta: list[str], key: str, flt: Filter) -> None:
+    sample_id = str(row["sample_id"])
     with st.container(height=CARD_HEIGHT, border=True):
         path = thumbnail(row["uri"], row.get("content_hash"), thumbs)
         with st.container(height=THUMB_AREA, border=False):
@@ -36,8 +37,11 @@ def _card(cat: Catalog, row: dict[str, Any], thumbs: Path, meta: list[str], key:
                 st.image(str(path), width="content")
             else:
                 st.markdown("*(no preview)*")
-        if st.button("Enlarge", key=f"{key}_open_{row['sample_id']}"):  # above the caption:
-            detail_dialog(cat, str(row["sample_id"]))  # a long caption scrolls, the button stays
+        tick, enlarge = st.columns([1, 4], vertical_alignment="center", gap="small")
+        with tick:
+            selection.checkbox(key, sample_id, flt)
+        enlarge.button("Enlarge", key=f"{key}_open_{sample_id}", on_click=open_sample,  # above the
+                       args=(sample_id, index, key), width="stretch")  # caption: a long caption scrolls, the button stays
         label = row["label"] if not pd.isna(row["label"]) else None
         parts = [plain(row["sample_id"]), plain(label) if label is not None else "unlabeled"]
         if not pd.isna(row.get("pred_label")):
@@ -83,6 +87,7 @@ def gallery(cat: Catalog, flt: Filter, run: view.RunRef | None, key: str,
     if total == 0:
         st.info(EMPTY)
         url.put(url_page, None)
+        show_open_detail(cat, None)
         return
     if pages > 1:
         page = clamp_page(page_col.number_input("Page", 1, pages, key=page_key), pages)
@@ -91,9 +96,12 @@ def gallery(cat: Catalog, flt: Filter, run: view.RunRef | None, key: str,
     of_col.markdown(f"page {page:,} of {pages:,}")
     url.put(url_page, str(page) if page > 1 else None)
     meta = [n for n, t in fields.items() if field_kind(t) == "categorical"][:2]
-    frame = view.gallery_page(cat, flt, run, meta, PAGE_SIZE, (page - 1) * PAGE_SIZE, sort)
+    first = (page - 1) * PAGE_SIZE
+    frame = view.gallery_page(cat, flt, run, meta, PAGE_SIZE, first, sort)
+    selection.action_bar(cat, key, flt, total, frame["sample_id"].astype(str).tolist())
     thumbs = cache_dir(cat.path)
     cols = st.columns(GALLERY_COLUMNS)
     for i, row in enumerate(frame.to_dict("records")):
         with cols[i % GALLERY_COLUMNS]:
-            _card(cat, row, thumbs, meta, key)
+            _card(row, first + i, thumbs, meta, key, flt)
+    show_open_detail(cat, GalleryView(key, flt, run, sort, total))

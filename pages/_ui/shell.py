@@ -9,10 +9,11 @@ from typing import Any
 
 import streamlit as st
 
-from al_core import overview, view
+from al_core import curation, overview, view
 from al_core.db.catalog import Catalog, resolve_catalog_path
 from al_core.errors import CatalogBusyError, CatalogError
 from al_core.view.filters import Filter
+from pages._ui import detail, url
 from pages._ui.text import plain
 
 #: How long a page waits for a writer (a CLI import, say) before it shows "catalog busy".
@@ -22,12 +23,19 @@ BUSY_RETRY_S = 1.0
 _run = threading.local()
 
 
-def run_page(page: Any) -> None:
-    """Run the selected page inside the shell; while the catalog is busy, say so and retry."""
+def run_page(page: Any, batch_page: Any = None) -> None:
+    """Run the selected page inside the shell; while the catalog is busy, say so and retry.
+
+    With ``batch_page`` (the Next batch page), every page's sidebar shows the batch's size.
+    """
     _run.shell = True
+    detail.new_run()
     _run.page = getattr(page, "url_path", "")
     try:
+        if batch_page is not None:
+            _cart_badge(batch_page)
         page.run()
+        _detail_from_link()
     except CatalogBusyError as err:
         st.warning("The catalog is busy; this page retries by itself in a moment.",
                    icon=":material/hourglass_top:")
@@ -39,6 +47,21 @@ def run_page(page: Any) -> None:
         st.text(str(err))
     finally:
         _run.shell = False
+
+
+def _cart_badge(batch_page: Any) -> None:
+    """The next batch's size at the top of every page's sidebar, linking to its page."""
+    cat = catalog()
+    n = curation.draft_size(cat)
+    st.sidebar.page_link(batch_page, label=f"Next batch: {n:,} sample{'s' if n != 1 else ''}",
+                         icon=":material/shopping_cart:")
+
+
+def _detail_from_link() -> None:
+    """A link naming a sample on a page without a gallery on screen still opens its detail."""
+    if url.get(detail.URL_SAMPLE) and not detail.shown_this_run():
+        st.session_state.pop(detail.OPEN, None)
+        detail.show_open_detail(catalog(), None)
 
 
 def current_page() -> str:

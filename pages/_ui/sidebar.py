@@ -9,7 +9,7 @@ import streamlit as st
 
 from al_core import view
 from al_core.db.catalog import Catalog
-from al_core.view.filters import OUTCOME_CHOICES, Filter, field_kind
+from al_core.view.filters import BATCH_CHOICES, OUTCOME_CHOICES, Filter, field_kind
 from pages._ui import url
 from pages._ui.shell import current_page
 from pages._ui.text import plain
@@ -19,6 +19,7 @@ def _options(cat: Catalog, column: str) -> list[str]:
     return view.distinct_values(cat, column)
 
 
+BATCH_LABELS = {"all": "all", "in": "in it", "out": "not in it"}
 _STATE = "_flt_state"  # the filter's widget values, kept across pages (widgets are per page)
 
 
@@ -31,7 +32,7 @@ def _seed_widgets(fields: dict[str, str], runs: dict[str, view.RunRef]) -> None:
         state: dict[str, Any] = {"flt_split": list(flt.splits), "flt_class": list(flt.classes),
                                  "flt_labeled": flt.labeled, "flt_tag": list(flt.tags),
                                  "flt_pred": list(flt.pred_classes), "flt_outcome": flt.outcome,
-                                 "flt_notag": list(flt.tags_exclude)}
+                                 "flt_notag": list(flt.tags_exclude), "flt_batch": flt.batch}
         if flt.run is not None:
             state["flt_run"] = flt.run.name
         if flt.confidence is not None:
@@ -137,6 +138,8 @@ def sidebar_filter(cat: Catalog) -> Filter:
         tags = view.list_tags(cat)
         chosen_tags = _multiselect("Tags", tags, "flt_tag") if tags else []
         without_tags = _multiselect("Without tags", tags, "flt_notag") if tags else []
+        batch = st.segmented_control("Next batch", BATCH_CHOICES, key="flt_batch",
+                                     format_func=BATCH_LABELS.__getitem__) or "all"
         with st.expander("Model", expanded=True):
             model = _model_widgets(runs)
         categorical, numeric, dates = [], [], []
@@ -148,7 +151,7 @@ def sidebar_filter(cat: Catalog) -> Filter:
                     target.append((name, picked[1]))
         st.button("Clear filters", on_click=_clear_filters, key="flt_clear")
     flt = Filter(tuple(splits), tuple(classes), labeled, tuple(chosen_tags), tuple(categorical),
-                 tuple(numeric), tuple(dates), tags_exclude=tuple(without_tags), **model)
+                 tuple(numeric), tuple(dates), tags_exclude=tuple(without_tags), batch=batch, **model)
     st.session_state[_STATE] = {k: v for k, v in st.session_state.items()
                                 if isinstance(k, str) and k.startswith("flt_") and k != "flt_clear"}
     url.put_filter(flt.to_query_params())

@@ -6,7 +6,7 @@ import streamlit as st
 
 #: Keys the sidebar filter owns (``f.<field>`` too); pages use others (``drill``, ``page``, …).
 FILTER_KEYS = frozenset({"split", "class", "labeled", "tag", "notag", "run", "pred", "conf",
-                         "outcome"})
+                         "outcome", "batch"})
 
 
 def is_filter_key(key: str) -> bool:
