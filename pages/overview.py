@@ -44,9 +44,10 @@ def _close_drill() -> None:
 def _on_select(chart_key: str) -> None:
     """Chart callback: the clicked mark's drill-down spec becomes the page's drill-down."""
     points = (st.session_state.get(chart_key) or {}).get("selection", {}).get("points", [])
-    if points and points[0].get("customdata"):
-        data = points[0]["customdata"]
-        _set_drill(data[0] if isinstance(data, list) else data)
+    data = points[0].get("customdata") if points else None
+    spec = data[0] if isinstance(data, list) and data else data
+    if isinstance(spec, str) and spec:
+        _set_drill(spec)
 
 
 def _key(name: str) -> str:
@@ -67,6 +68,20 @@ def _on_slice_select() -> None:
         _set_drill(drill_spec(f"slice {rec['slice']}", *rec["conditions"]))
 
 
+def _class_table(classes: object) -> None:
+    """Classes with exact counts; a selected row or count opens its samples (handled once per
+    selection, from the returned state, so a later chart click is not overridden by it)."""
+    key = _key("ov_class_table")
+    event = st.dataframe(classes.rename(columns=charts.CLASS_TABLE), key=key, hide_index=True, on_select="rerun",
+                         selection_mode=["single-row", "single-cell"], width="stretch")
+    sel = event.selection if event else {}
+    picked = [(c[0], c[1]) for c in sel.get("cells", [])] or [(r, None) for r in sel.get("rows", [])]
+    if picked and st.session_state.get("_ov_class_picked") != (key, picked[0]):
+        st.session_state["_ov_class_picked"] = (key, picked[0])
+        _set_drill(charts.class_table_drill(classes, *picked[0]))
+    st.caption("Select a row (its labeled samples) or a count (those samples) to open them.")
+
+
 cat = catalog()
 st.title("Overview")
 if empty_state(cat):
@@ -75,43 +90,68 @@ flt = sidebar_filter(cat)
 run = flt.run
 
 c = call(cat, "counts", flt)
-cols = st.columns(7)
-for col, (label, key) in zip(cols, [("Samples", "samples"), ("Labeled", "labeled"), ("Unlabeled", "unlabeled"),
-                                    ("Classes", "classes"), ("Splits", "splits"), ("Model runs", "model_runs"),
-                                    ("Embedding sets", "embedding_sets")], strict=True):
-    col.metric(label, f"{c[key]:,}")
+for col, (label, key) in zip(st.columns(7), [("Samples", "samples"), ("Labeled", "labeled"), ("Unlabeled", "unlabeled"),
+                                             ("Classes", "classes"), ("Splits", "splits"), ("Model runs", "model_runs"),
+                                             ("Embedding sets", "embedding_sets")], strict=True):
+    col.metric(label, overview.format_count(c[key]), help=f"{c[key]:,}" if c[key] >= 1_000_000 else None)
 
 drill_box = st.container()
 
 classes = call(cat, "class_distribution", flt, run)
-imb = overview.imbalance(classes["labeled"])
-log = st.segmented_control("Scale", ["linear", "log"], default="linear", key="ov_scale") == "log"
+bal = overview.class_balance(classes, run is not None)
+a, b, _ = st.columns([1, 1, 2])
+log = a.segmented_control("Scale", ["linear", "log"], default="linear", key="ov_scale") == "log"
+as_table = b.segmented_control("Classes as", ["chart", "table"], default="chart", key="ov_class_view") == "table"
 left, right = st.columns([3, 1])
 with left:
-    _chart(charts.class_bars(classes, log), "ov_classes")
+    if classes.empty:
+        st.info(charts.no_data("no labeled samples, and no pool predictions"))
+    elif as_table:
+        _class_table(classes)
+    else:
+        _chart(charts.class_bars(classes, log), "ov_classes")
 with right:
-    st.metric("Largest / smallest class", f"{imb.max_min_ratio:.1f} : 1" if imb.n_classes else "–")
-    st.metric("Normalized entropy", f"{imb.normalized_entropy:.2f}" if imb.n_classes else "–",
-              help="1 = perfectly balanced classes, 0 = a single class")
+    st.metric("Largest / smallest class", bal.ratio_text, help="Count of the largest class over the smallest's, "
+              f"measured on {bal.base_text or 'nothing'}. Empty classes do not count.")
+    st.caption(bal.caption)
+    st.metric("Normalized entropy", bal.entropy_text, help="Entropy of the class shares over log(classes), "
+              f"on {bal.base_text or 'nothing'}: 1 = perfectly balanced, 0 = a single class.")
     if run:
         st.caption(f"Pool predictions from run **{plain(run.name)}**.")
-_chart(charts.split_bars(call(cat, "split_distribution", flt), log), "ov_splits")
+splits = call(cat, "split_distribution", flt)
+if splits.empty:
+    st.info(charts.no_data("no labeled samples to count per split"))
+else:
+    _chart(charts.split_bars(splits, log), "ov_splits")
 
 st.subheader("Metadata")
+share = st.segmented_control("Bars show", ["share within group", "counts"], default="share within group",
+                             key="ov_field_mode") != "counts"
+st.caption("Labeled samples (blue) beside the unlabeled pool (orange). *Share within group* compares them "
+           "at a glance whatever their sizes; a value rare among the labeled but common in the pool is "
+           "where labels are missing. Click a bar (or anywhere in its column) for its samples.")
 fields = cat.metadata_fields()
 grid = st.columns(2)
 for i, name in enumerate(fields):
     kind, frame = call(cat, "field_distribution", flt, name)
-    if kind and not frame.empty:
+    if kind:
         with grid[i % 2]:
-            _chart(charts.field_chart(name, kind, frame), f"ov_field_{i}")
+            if frame.empty:
+                st.info(charts.no_data(f"none has a value for {plain(name)}"))
+            else:
+                _chart(charts.field_chart(name, kind, frame, share, log and not share), f"ov_field_{i}")
 
 categorical = [n for n, t in fields.items() if field_kind(t) == "categorical"]
 if categorical:
     a, b = st.columns([2, 1])
     heat_field = a.selectbox("Class × field", categorical, key="ov_heat_field")
-    share = b.segmented_control("Cells", ["count", "row share"], default="row share", key="ov_heat_mode") == "row share"
-    _chart(charts.heatmap(call(cat, "class_field_heatmap", flt, heat_field), heat_field, share), "ov_heatmap")
+    cell_share = b.segmented_control("Cells", ["count", "row share"], default="row share",
+                                     key="ov_heat_mode") == "row share"
+    heat = call(cat, "class_field_heatmap", flt, heat_field)
+    if heat.empty:
+        st.info(charts.no_data("no labeled samples for the class × field grid"))
+    else:
+        _chart(charts.heatmap(heat, heat_field, cell_share), "ov_heatmap")
 
 st.subheader("Under-represented slices")
 st.caption("Combinations of metadata values (and class: the label, or the model's prediction in the pool) "

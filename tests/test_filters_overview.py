@@ -391,3 +391,189 @@ def test_mirrored_run_gives_the_same_answers_as_the_join(demo: Catalog) -> None:
                              "AND s.weather IN ('rain', 'fog', 'cloudy') ORDER BY 1", [cached.run_id])
     assert overview.drill_ids(demo, drill, joined) == [r[0] for r in direct]
     assert len(direct) > 0
+
+
+# --------------------------------------------------------------------------- labeled vs pool, per field
+
+def _group_keys(raw: pd.DataFrame, sel: pd.DataFrame, name: str, frame: pd.DataFrame) -> pd.Series:
+    """Each selected row's chart key, recomputed by hand: its value, its bin's start, its week."""
+    kind = DEMO_KINDS[name]
+    if kind == "categorical":
+        return sel[name].fillna(MISSING)
+    if kind == "time":
+        t = sel[name]
+        return t.dt.normalize() - pd.to_timedelta(t.dt.day_of_week, unit="D")
+    low, high = raw[name].min(), raw[name].max()
+    width = (high - low) / 30
+    k = np.clip(np.floor((sel[name] - low) / width), 0, 29)
+    return pd.Series(np.where(sel[name].notna(), low + k * width, np.nan), index=sel.index)
+
+
+@pytest.mark.parametrize("name", list(DEMO_KINDS))
+def test_field_distribution_splits_labeled_and_pool(demo: Catalog, raw: pd.DataFrame,
+                                                    case: tuple[Filter, pd.DataFrame], name: str) -> None:
+    """Per key, the labeled and the unlabeled counts and each one's share of its group."""
+    flt, sel = case
+    kind, frame = overview.field_distribution(demo, flt, name)
+    assert list(frame.columns[-5:]) == overview.GROUP_COLUMNS
+    keys = _group_keys(raw, sel, name, frame)
+    has = keys.notna()
+    is_labeled = sel["label"].notna()
+    expected = pd.DataFrame({"key": keys[has], "labeled": is_labeled[has], "pool": ~is_labeled[has]}) \
+        .groupby("key")[["labeled", "pool"]].sum()
+    key_col = {"categorical": "value", "numeric": "start", "time": "period"}[kind]
+    got = frame.set_index(frame[key_col] if kind != "time" else pd.to_datetime(frame[key_col]))
+    if kind == "numeric":  # float keys: match by position (both ascending)
+        assert np.allclose(got.index.to_numpy(dtype=float), expected.index.to_numpy(dtype=float))
+        got.index = expected.index
+    assert sorted(got.index) == sorted(expected.index), name
+    for key, rec in expected.iterrows():
+        assert (got.loc[key, "labeled"], got.loc[key, "pool"]) == (rec["labeled"], rec["pool"]), (name, key)
+    assert (frame["n"] == frame["labeled"] + frame["pool"]).all()
+    n_lab, n_pool = int(expected["labeled"].sum()), int(expected["pool"].sum())
+    assert frame.attrs["labeled_total"] == n_lab and frame.attrs["pool_total"] == n_pool
+    assert np.allclose(frame["labeled_share"], frame["labeled"] / n_lab if n_lab else 0.0)
+    assert np.allclose(frame["pool_share"], frame["pool"] / n_pool if n_pool else 0.0)
+
+
+@pytest.mark.parametrize("name, limit", [("camera", 2), ("weather", 1), ("time_of_day", 40)])
+def test_categorical_counts_keeps_the_biggest_values_and_whole_group_sizes(
+        demo: Catalog, raw: pd.DataFrame, name: str, limit: int) -> None:
+    """One GROUP BY (value, label IS NULL): the ``limit`` biggest values, but group sizes of all."""
+    from al_core.overview import sql
+
+    long = demo.query_df(sql.categorical_counts(Filter(), demo.metadata_fields(), name, limit))
+    totals = raw[name].fillna(MISSING).value_counts()
+    kept = sorted(totals.index, key=lambda v: (-totals[v], v))[:limit]
+    assert list(dict.fromkeys(long["value"])) == kept
+    is_pool = raw["label"].isna()
+    for rec in long.itertuples():
+        mask = (raw[name].fillna(MISSING) == rec.value) & (is_pool == rec.pool)
+        assert rec.n == mask.sum() and rec.group_n == (is_pool == rec.pool).sum(), rec
+
+
+def _marks(fig: object) -> list[tuple[str, str, float, str | None]]:
+    """``(trace name, x, y, drill spec)`` of every bar of a figure, hit areas included."""
+    return [(t.name, str(x), y, (d[0] if d is not None else None))
+            for t in fig.data for x, y, d in zip(t.x, t.y, t.customdata, strict=True)]
+
+
+@pytest.mark.parametrize("case_name", ["everything", "one split", "unlabeled in rain or fog", "drill-down range"])
+@pytest.mark.parametrize("name", list(DEMO_KINDS))
+def test_field_chart_marks_drill_to_their_group(demo: Catalog, name: str, case_name: str) -> None:
+    """Labeled marks open exactly their labeled samples, pool marks only unlabeled ones; the hit
+    area of each mark carries the same drill-down; counts mode shows the counts."""
+    from al_core.overview import charts
+
+    flt = CASES[case_name][0]
+    kind, frame = overview.field_distribution(demo, flt, name)
+    fig = charts.field_chart(name, kind, frame, share=False)
+    visible = [m for m in _marks(fig) if not m[0].startswith(charts.HIT)]
+    hits = {(m[0].removeprefix(f"{charts.HIT}: "), m[1]): m[3] for m in _marks(fig) if m[0].startswith(charts.HIT)}
+    assert {m[0] for m in visible} <= {"labeled", "unlabeled pool"}
+    checked = 0
+    for trace, x, y, spec in visible:
+        assert hits[(trace, x)] == spec
+        if spec is None:
+            assert y == 0
+            continue
+        conditions = parse_drill(spec)[1]
+        ids = overview.drill_ids(demo, flt.narrowed(*conditions), None)
+        assert len(ids) == y, (trace, x)
+        labels = demo.query_rows("SELECT count(label), count(*) FROM samples WHERE list_contains(?, sample_id)", [ids])[0]
+        assert labels == ((y, y) if trace == "labeled" else (0, y)), (trace, x)
+        checked += 1
+    assert checked or frame.empty
+    assert fig.layout.xaxis.title.text == name and fig.layout.yaxis.title.text == "samples"
+    shares = charts.field_chart(name, kind, frame, share=True)
+    assert shares.layout.yaxis.title.text == "share of its group"
+    assert "log scale" in charts.field_chart(name, kind, frame, share=False, log=True).layout.yaxis.title.text
+
+
+def test_class_and_split_charts_drill_and_name_their_axes(demo: Catalog) -> None:
+    from al_core.overview import charts
+
+    run = overview.latest_run(demo)
+    classes = overview.class_distribution(demo, Filter(), run)
+    for log in (False, True):
+        for fig in (charts.class_bars(classes, log), charts.split_bars(overview.split_distribution(demo, Filter()), log)):
+            assert fig.layout.xaxis.title.text == "class"
+            assert fig.layout.yaxis.title.text.endswith("samples (log scale)" if log else "samples")
+            assert fig.layout.yaxis.type == ("log" if log else "linear")
+    fig = charts.class_bars(classes, False)
+    top = fig.layout.yaxis.range[1]
+    for trace in fig.data:
+        if trace.name.startswith(charts.HIT):  # hit areas reach the top of the axis wherever they drill
+            assert all((y == top) == (d[0] is not None) for y, d in zip(trace.y, trace.customdata, strict=True))
+    rare = classes.iloc[classes["labeled"].replace(0, np.nan).idxmin()]
+    spec = next(d[0] for t in fig.data if t.name == f"{charts.HIT}: labeled"
+                for x, d in zip(t.x, t.customdata, strict=True) if x == rare["class"])
+    assert len(overview.drill_ids(demo, Filter().narrowed(*parse_drill(spec)[1]), run)) == rare["labeled"]
+
+
+@pytest.mark.parametrize("row, column, expected", [
+    (0, None, ("labeled as a", (Condition("label", "a"),))),
+    (0, "predicted in pool", ("unlabeled, predicted a", (Condition("label", is_null=True), Condition("pred_label", "a")))),
+    (0, "labeled", ("labeled as a", (Condition("label", "a"),))),
+    (1, None, ("unlabeled, predicted b", (Condition("label", is_null=True), Condition("pred_label", "b")))),
+])
+def test_class_table_selection_drills(row: int, column: str | None, expected: tuple) -> None:
+    from al_core.overview import charts
+
+    frame = pd.DataFrame({"class": ["a", "b"], "labeled": [3, 0], "predicted_in_pool": [5, 7]})
+    assert parse_drill(charts.class_table_drill(frame, row, column)) == expected
+
+
+@pytest.mark.parametrize("labeled, pool, has_run, base, ratio, caption", [
+    ([30, 3, 0], [0, 5, 9], True, "labeled", "10.0 : 1", "Largest a (30), smallest b (3)"),
+    ([0, 0, 0], [4, 100, 0], True, "predicted", "25.0 : 1", "predictions over the unlabeled pool"),
+    ([0, 0, 0], [0, 0, 0], True, "", "–", "the model predicts none of the pool"),
+    ([0, 0, 0], [0, 0, 0], False, "", "–", "no model run"),
+    ([7, 7, 7], [1, 2, 3], True, "labeled", "1.0 : 1", "Largest a (7), smallest c (7)"),
+])
+def test_class_balance_names_its_base(labeled: list[int], pool: list[int], has_run: bool, base: str,
+                                      ratio: str, caption: str) -> None:
+    frame = pd.DataFrame({"class": ["a", "b", "c"], "labeled": labeled, "predicted_in_pool": pool})
+    bal = overview.class_balance(frame, has_run)
+    assert (bal.base, bal.ratio_text) == (base, ratio)
+    assert caption in bal.caption
+    if base:
+        assert bal.caption.startswith("Base: ") and bal.entropy_text != "–"
+    else:
+        assert bal.entropy_text == "–"
+
+
+@pytest.mark.parametrize("n, text", [(0, "0"), (999, "999"), (999_999, "999,999"), (1_234_567, "1.23M"),
+                                     (12_345_678, "12.3M"), (123_456_789, "123M"), (2_500_000_000, "2.50B")])
+def test_format_count(n: int, text: str) -> None:
+    assert overview.format_count(n) == text
+
+
+@pytest.mark.parametrize("ratio, text", [(23.0625, "23.1 : 1"), (1.0, "1.0 : 1"), (1234.4, "1,234 : 1"),
+                                         (math.nan, "–")])
+def test_format_ratio(ratio: float, text: str) -> None:
+    assert overview.format_ratio(ratio) == text
+
+
+def _contrast(a: float, b: float) -> float:
+    return (max(a, b) + 0.05) / (min(a, b) + 0.05)
+
+
+@pytest.mark.parametrize("share", [True, False])
+def test_heatmap_text_contrasts_with_its_cell(demo: Catalog, share: bool) -> None:
+    """Every cell's text is black or white, whichever reads better on the cell (WCAG contrast >= 4.5)."""
+    from plotly.colors import sample_colorscale
+
+    from al_core.overview import charts
+
+    frame = overview.class_field_heatmap(demo, Filter(), "time_of_day")
+    fig = charts.heatmap(frame, "time_of_day", share)
+    marker = fig.data[0].marker
+    colors = sample_colorscale(charts.HEATMAP_SCALE, [v / marker.cmax for v in marker.color])
+    text = fig.data[0].textfont.color
+    assert {"#ffffff", "#000000"} == set(text)  # both used: the scale runs from light to dark
+    for cell, ink in zip(colors, text, strict=True):
+        lum = charts._luminance(cell)
+        ink_lum = 1.0 if ink == "#ffffff" else 0.0
+        assert _contrast(lum, ink_lum) >= 4.5, (cell, ink)
+    assert fig.layout.xaxis.title.text == "time_of_day" and fig.layout.yaxis.title.text == "class (labeled)"

@@ -41,6 +41,80 @@ def imbalance(counts: pd.Series | np.ndarray) -> Imbalance:
     return Imbalance(float(c.max() / c.min()), norm, int(c.size))
 
 
+@dataclass(frozen=True)
+class ClassBalance:
+    """The imbalance of a class distribution and the base it was measured on.
+
+    ``base`` says which counts: ``"labeled"`` (the labels in the view), ``"predicted"`` (the
+    run's top-1 predictions over the unlabeled pool, when the view has no labels) or ``""``
+    (nothing to measure: ``reason`` says why). ``largest`` / ``smallest``: ``(class, count)``.
+    """
+
+    base: str
+    imbalance: Imbalance
+    largest: tuple[str, int] | None = None
+    smallest: tuple[str, int] | None = None
+    reason: str = ""
+
+    @property
+    def base_text(self) -> str:
+        return {"labeled": "labeled samples in this view",
+                "predicted": "the model's predictions over the unlabeled pool (no labeled samples in this view)",
+                }.get(self.base, "")
+
+    @property
+    def ratio_text(self) -> str:
+        return format_ratio(self.imbalance.max_min_ratio) if self.base else "–"
+
+    @property
+    def entropy_text(self) -> str:
+        return f"{self.imbalance.normalized_entropy:.2f}" if self.base else "–"
+
+    @property
+    def caption(self) -> str:
+        """One line naming the base and the classes the ratio divides."""
+        if not self.base:
+            return self.reason
+        (big, n_big), (small, n_small) = self.largest, self.smallest
+        return (f"Base: {self.base_text}, {self.imbalance.n_classes} classes. "
+                f"Largest {big} ({format_count(n_big)}), smallest {small} ({format_count(n_small)}).")
+
+
+def class_balance(classes: pd.DataFrame, has_run: bool) -> ClassBalance:
+    """Imbalance of the labeled classes; without labels, of the run's predictions over the pool.
+
+    ``classes`` is :func:`class_distribution`'s frame (``class, labeled, predicted_in_pool``).
+    """
+    for base, column in (("labeled", "labeled"), ("predicted", "predicted_in_pool")):
+        counts = classes.loc[classes[column] > 0, ["class", column]] if column in classes else classes.iloc[:0]
+        if counts.empty:
+            continue
+        order = counts.sort_values([column, "class"], ascending=[False, True], kind="stable")
+        big, small = order.iloc[0], order.iloc[-1]
+        return ClassBalance(base, imbalance(order[column]), (str(big["class"]), int(big[column])),
+                            (str(small["class"]), int(small[column])))
+    reason = ("No labeled samples in this view, and the model predicts none of the pool."
+              if has_run else "No labeled samples in this view, and no model run to predict the pool.")
+    return ClassBalance("", imbalance([]), reason=reason)
+
+
+def format_count(n: int | float) -> str:
+    """A count as people read it: ``12,345``; from a million on ``1.23M`` (``B`` for billions)."""
+    n = int(n)
+    for size, suffix in ((1_000_000_000, "B"), (1_000_000, "M")):
+        if abs(n) >= size:
+            v = n / size
+            return f"{v:.2f}{suffix}" if abs(v) < 10 else f"{v:.1f}{suffix}" if abs(v) < 100 else f"{v:,.0f}{suffix}"
+    return f"{n:,}"
+
+
+def format_ratio(ratio: float) -> str:
+    """``23.1 : 1``; large ratios without decimals (``1,234 : 1``); ``–`` for none."""
+    if ratio is None or math.isnan(ratio):
+        return "–"
+    return f"{ratio:.1f} : 1" if ratio < 100 else f"{ratio:,.0f} : 1"
+
+
 def latest_run(cat: Catalog) -> view_sql.RunRef | None:
     """The newest model run; ``samples`` mirrors its top-1 predictions, so views need no join."""
     rows = cat.query_rows(view_sql.LATEST_RUN)
@@ -70,26 +144,59 @@ def split_distribution(cat: Catalog, flt: Filter) -> pd.DataFrame:
     return cat.query_df(sql.split_class_counts(flt, cat.metadata_fields()))
 
 
+#: The columns every field distribution carries beside its key columns.
+GROUP_COLUMNS = ["labeled", "pool", "n", "labeled_share", "pool_share"]
+
+
+def _by_group(long: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """One row per key from the (key, pool, n, group_n) cells of a labeled-vs-pool query.
+
+    ``labeled`` / ``pool``: counts in each group, ``n`` their sum, ``*_share``: the count over
+    its group's size in the chart (0 where the group is empty). The groups' sizes go in
+    ``attrs`` (``labeled_total``, ``pool_total``). Keys keep the query's order.
+    """
+    totals = long.groupby("pool")["group_n"].max()
+    if long.empty:  # the key columns keep their types
+        frame = long[keys].copy()
+        frame["labeled"] = frame["pool"] = pd.Series(dtype=int)
+    else:
+        wide = long.pivot_table(index=keys, columns="pool", values="n", aggfunc="sum", fill_value=0, sort=False)
+        frame = pd.DataFrame({k: wide.index.get_level_values(k) for k in keys})
+        frame["labeled"] = wide[False].to_numpy(dtype=int) if False in wide else 0
+        frame["pool"] = wide[True].to_numpy(dtype=int) if True in wide else 0
+    frame["n"] = frame["labeled"] + frame["pool"]
+    labeled_total, pool_total = int(totals.get(False, 0)), int(totals.get(True, 0))
+    frame["labeled_share"] = frame["labeled"] / labeled_total if labeled_total else 0.0
+    frame["pool_share"] = frame["pool"] / pool_total if pool_total else 0.0
+    frame.attrs.update(labeled_total=labeled_total, pool_total=pool_total)
+    return frame
+
+
 def field_distribution(cat: Catalog, flt: Filter, name: str, bins: int = 30) -> tuple[str, pd.DataFrame]:
-    """``(kind, frame)``: categorical -> value,n; numeric -> bin edges,n; time -> period,n."""
+    """``(kind, frame)`` of a metadata field, labeled beside the unlabeled pool, one query each.
+
+    Categorical -> ``value``; numeric -> bin ``start``, ``end``; time -> ``period`` (its unit in
+    ``attrs["unit"]``); then :data:`GROUP_COLUMNS`. Empty keys are left out.
+    """
     fields = cat.metadata_fields()
     kind = field_kind(fields[name])
     if kind == "categorical":
-        return kind, cat.query_df(sql.categorical_counts(flt, fields, name))
+        return kind, _by_group(cat.query_df(sql.categorical_counts(flt, fields, name)), ["value"])
     low, high = cat.query_rows(view_sql.field_range(name))[0]
     if low is None:
-        return kind, pd.DataFrame(columns=["start", "end", "n"] if kind == "numeric" else ["period", "n"])
+        keys = ["start", "end"] if kind == "numeric" else ["period"]
+        return kind, pd.DataFrame(columns=[*keys, *GROUP_COLUMNS])
     if kind == "numeric":
         low, high = float(low), float(high)
         width = (high - low) / bins if high > low else 1.0
-        frame = cat.query_df(sql.numeric_histogram(flt, fields, name, low, width, bins))
-        frame["start"] = low + frame["bin"] * width
-        frame["end"] = frame["start"] + width
+        frame = _by_group(cat.query_df(sql.numeric_histogram(flt, fields, name, low, width, bins)), ["bin"])
+        frame.insert(0, "start", low + frame["bin"] * width)
+        frame.insert(1, "end", frame["start"] + width)
         frame.loc[frame["bin"] == bins - 1, "end"] = max(high, low + width)
-        return kind, frame[["start", "end", "n"]]
+        return kind, frame.drop(columns="bin")
     span_days = (pd.Timestamp(high) - pd.Timestamp(low)).days
     unit = "hour" if span_days <= 3 else "day" if span_days <= 120 else "week" if span_days <= 730 else "month"
-    frame = cat.query_df(sql.timeline(flt, fields, name, unit))
+    frame = _by_group(cat.query_df(sql.timeline(flt, fields, name, unit)), ["period"])
     frame.attrs["unit"] = unit
     return kind, frame
 

@@ -35,29 +35,48 @@ def split_class_counts(flt: Any, fields: dict[str, str]) -> Query:
                        "GROUP BY split, label ORDER BY split, label")
 
 
+#: Shared tail of the labeled-vs-pool builders: each row is one (key, group) cell with its count
+#: ``n`` and ``group_n``, the size of its group (labeled or pool) over every key of the chart.
+_GROUP_COUNTS = "count(*) AS n, sum(count(*)) OVER (PARTITION BY pool) AS group_n"
+
+
 def categorical_counts(flt: Any, fields: dict[str, str], name: str, limit: int = 40) -> Query:
+    """Per value (missing as ``(missing)``) and group (``pool``: unlabeled), the count, in one
+    GROUP BY; the ``limit`` values with the most samples overall, biggest first.
+
+    Columns: ``value, pool, n, group_n`` (``group_n`` counts every value, those past the limit too).
+    """
     col = quote_ident(name)
-    view = filtered_view(flt, fields, None, f"s.{col} AS value")
-    return over(view, "SELECT coalesce(value::VARCHAR, ?) AS value, count(*) AS n FROM v "
-                       "GROUP BY 1 ORDER BY n DESC, value LIMIT ?", [NULL_VALUE, limit])
+    view = filtered_view(flt, fields, None, f"s.{col} AS raw, s.label IS NULL AS pool")
+    return over(view, "SELECT value, pool, n, group_n FROM ("
+                       "SELECT value, pool, n, sum(n) OVER (PARTITION BY pool) AS group_n, "
+                       "sum(n) OVER (PARTITION BY value) AS value_n FROM ("
+                       "SELECT coalesce(raw::VARCHAR, ?) AS value, pool, count(*) AS n FROM v GROUP BY 1, 2)) "
+                       "QUALIFY dense_rank() OVER (ORDER BY value_n DESC, value) <= ? "
+                       "ORDER BY value_n DESC, value, pool", [NULL_VALUE, limit])
 
 
 def numeric_histogram(flt: Any, fields: dict[str, str], name: str, low: float, width: float,
                       bins: int) -> Query:
+    """Per bin of ``width`` from ``low`` (values past the ends go in the end bins) and group.
+
+    Columns: ``bin, pool, n, group_n``; missing values are left out.
+    """
     col = quote_ident(name)
-    view = filtered_view(flt, fields, None, f"s.{col} AS x")
-    return over(view, "SELECT least(greatest(floor((x - ?) / ?), 0), ?)::INTEGER AS bin, count(*) AS n "
-                       "FROM v WHERE x IS NOT NULL GROUP BY bin ORDER BY bin",
+    view = filtered_view(flt, fields, None, f"s.{col} AS x, s.label IS NULL AS pool")
+    return over(view, "SELECT least(greatest(floor((x - ?) / ?), 0), ?)::INTEGER AS bin, pool, "
+                       f"{_GROUP_COUNTS} FROM v WHERE x IS NOT NULL GROUP BY bin, pool ORDER BY bin, pool",
                  [low, width, bins - 1])
 
 
 def timeline(flt: Any, fields: dict[str, str], name: str, unit: str) -> Query:
+    """Per period (``date_trunc(unit)``) and group. Columns: ``period, pool, n, group_n``."""
     if unit not in ("hour", "day", "week", "month", "year"):
         raise ValueError(f"bad time unit {unit!r}")
     col = quote_ident(name)
-    view = filtered_view(flt, fields, None, f"s.{col} AS t")
-    return over(view, f"SELECT date_trunc('{unit}', t) AS period, count(*) AS n FROM v "
-                       "WHERE t IS NOT NULL GROUP BY period ORDER BY period")
+    view = filtered_view(flt, fields, None, f"s.{col} AS t, s.label IS NULL AS pool")
+    return over(view, f"SELECT date_trunc('{unit}', t) AS period, pool, {_GROUP_COUNTS} FROM v "
+                       "WHERE t IS NOT NULL GROUP BY period, pool ORDER BY period, pool")
 
 
 def class_field_counts(flt: Any, fields: dict[str, str], name: str) -> Query:
