@@ -80,6 +80,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_catalog(info)
     info.add_argument("--read-only", action="store_true")
 
+    select = sub.add_parser(
+        "select", help="list, count, tag or batch the samples an app URL's filter selects",
+        description="QUERY is an app URL or its query string, e.g. 'f.time_of_day=night&outcome=wrong' "
+                    "(the filter the app puts in its address bar; empty: every sample).")
+    _add_catalog(select)
+    select.add_argument("query", nargs="?", default="", help="app URL or query string")
+    select.add_argument("--count", action="store_true", help="print only how many match")
+    select.add_argument("--limit", type=int, help="list at most this many ids")
+    group = select.add_mutually_exclusive_group()
+    group.add_argument("--tag", metavar="NAME", help="give every match the tag NAME")
+    group.add_argument("--untag", metavar="NAME", help="take the tag NAME off every match")
+    group.add_argument("--add-to-batch", action="store_true", help="add every match to the next batch")
+    group.add_argument("--remove-from-batch", action="store_true",
+                       help="take every match out of the next batch")
+    group.add_argument("--undo-tag", action="store_true",
+                       help="undo the newest tag action (QUERY is not used)")
+
     serve = sub.add_parser("serve", help="serve the app on an existing catalog")
     _add_catalog(serve)
     _add_serve(serve)
@@ -133,6 +150,44 @@ def cmd_info(args: argparse.Namespace) -> int:
         fields = cat.metadata_fields()
         if fields:
             print("  metadata       " + ", ".join(f"{k} ({v})" for k, v in fields.items()))
+    return 0
+
+
+def cmd_select(args: argparse.Namespace) -> int:
+    from al_core import curation, view
+
+    path = resolve_catalog_path(args.catalog)
+    if not path.exists():
+        raise CatalogError(f"The catalog {path} does not exist. Run `al-explorer demo` or "
+                           "`al-explorer ingest ...` to create it.")
+    cat = Catalog.open(path)
+    if args.undo_tag:
+        last = curation.last_tag_action(cat)
+        if last is None:
+            raise curation.CurationError("There is no tag action to undo.")
+        print(f"undone: {curation.undo_tag_action(cat, last.action_id).describe()}")
+        return 0
+    flt, ignored = view.filter_from_link(cat, args.query)
+    for key in ignored:
+        print(f"al-explorer: note: ignored {key!r} in the query", file=sys.stderr)
+    selection = curation.Selection.of_filter(flt)
+    if args.tag is not None or args.untag is not None:
+        action = (curation.tag(cat, args.tag, selection) if args.tag is not None
+                  else curation.untag(cat, args.untag, selection))
+        print(action.describe())
+    elif args.add_to_batch:
+        n = curation.add_to_batch(cat, selection)
+        print(f"added {n} samples to the next batch (now {curation.draft_size(cat)})")
+    elif args.remove_from_batch:
+        n = curation.remove_from_batch(cat, selection)
+        print(f"removed {n} samples from the next batch (now {curation.draft_size(cat)})")
+    elif args.count:
+        print(view.count_filtered(cat, flt, flt.run))
+    else:
+        if args.limit is not None and args.limit < 0:
+            raise CatalogError("--limit must be 0 or more")
+        for sample_id in view.filtered_ids(cat, flt, args.limit):
+            print(sample_id)
     return 0
 
 
@@ -247,6 +302,7 @@ COMMANDS = {
     "ingest": cmd_ingest,
     "import-predictions": cmd_import_predictions,
     "info": cmd_info,
+    "select": cmd_select,
     "serve": cmd_serve,
 }
 

@@ -249,3 +249,126 @@ def test_user_text_is_shown_literally_and_nothing_is_fetched_from_outside(
         assert links.count() == 0, [links.nth(i).get_attribute("href") for i in range(links.count())]
     assert not outside, outside
     page.close()
+
+
+SHOTS = SCREENSHOT.parent
+
+
+def _shot(page: object, name: str, tmp_path: Path, full_page: bool = False) -> Path:
+    """A screenshot into docs/screenshots/ when AL_EXPLORER_SCREENSHOTS is set (else tmp_path)."""
+    shot = (SHOTS if os.environ.get("AL_EXPLORER_SCREENSHOTS") else tmp_path) / name
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(shot), full_page=full_page)
+    assert shot.stat().st_size > 10_000
+    return shot
+
+
+def _gallery_total(page: object) -> int:
+    text = page.locator("[data-testid='stMain']").get_by_text(re.compile(r"^\d[\d,]* samples$")).first
+    return int(text.inner_text().split()[0].replace(",", ""))
+
+
+def _wait_total(page: object, expected: int) -> None:
+    page.wait_for_function(
+        "n => [...document.querySelectorAll('[data-testid=stMain] p, [data-testid=stMain] strong')]"
+        ".some(e => e.innerText.replace(/,/g, '') === n + ' samples')", arg=expected, timeout=60_000)
+
+
+def _captions(page: object) -> list[str]:
+    return [c.replace("\u2060", "") for c in
+            page.locator("[data-testid='stMain'] [data-testid='stCaptionContainer']").all_inner_texts()
+            if " · " in c]
+
+
+def _pick(page: object, container: object, label: str, value: str) -> None:
+    """Type ``value`` into the multiselect/selectbox labelled ``label`` and press Enter."""
+    box = container.locator("[data-testid='stMultiSelect'], [data-testid='stSelectbox']").filter(
+        has=page.get_by_text(label, exact=True)).first
+    box.locator("input").click()
+    page.keyboard.type(value)
+    page.keyboard.press("Enter")
+    if box.get_attribute("data-testid") == "stMultiSelect":
+        page.keyboard.press("Escape")  # close its list (a selectbox closes by itself)
+
+
+def _act(page: object, button: str, done: str) -> None:
+    page.locator("[data-testid='stMain']").get_by_role("button", name=button, exact=True).click()
+    page.get_by_text(done).first.wait_for(timeout=60_000)
+
+
+def test_the_analyst_flow_filter_find_mistakes_tag_and_batch(
+        served: tuple[str, Path, dict], browser: object, tmp_path: Path) -> None:
+    """Filter to night, keep it through the navigation, find what the model gets wrong at night
+    (labeled) or is unsure of (pool, confidence < 0.6), tag those and put them in the next batch."""
+    from al_core.db.catalog import Catalog
+
+    url, path, _ = served
+    cat = Catalog(path)
+    page = browser.new_page(viewport={"width": 1500, "height": 1100})
+    page.goto(url, wait_until="domcontentloaded")
+    page.wait_for_selector("h1:has-text('Overview')", timeout=90_000)
+    sidebar = page.locator("[data-testid='stSidebar']")
+    _pick(page, sidebar, "time_of_day", "night")
+    page.wait_for_function("location.search.includes('f.time_of_day=night')", timeout=60_000)
+
+    page.locator("[data-testid='stSidebarNav']").get_by_text("Samples", exact=True).click()
+    page.wait_for_selector("h1:has-text('Samples')", timeout=60_000)
+    night = cat.scalar("SELECT count(*) FROM samples WHERE time_of_day = 'night'")
+    _wait_total(page, night)
+    assert "/samples?" in page.url and "f.time_of_day=night" in page.url
+    captions = _captions(page)
+    assert captions and all(" · night" in c for c in captions), captions
+    _shot(page, "samples.png", tmp_path)
+
+    wrong_sql = ("time_of_day = 'night' AND label IS NOT NULL AND pred_label IS NOT NULL "
+                 "AND label <> pred_label")
+    unsure_sql = "time_of_day = 'night' AND label IS NULL AND pred_confidence <= 0.6"
+    wrong = cat.scalar(f"SELECT count(*) FROM samples WHERE {wrong_sql}")
+    unsure = cat.scalar(f"SELECT count(*) FROM samples WHERE {unsure_sql}")
+    assert wrong and unsure, "the demo has night mistakes and unsure pool predictions"
+
+    sidebar.get_by_role("radio", name="wrong", exact=True).click()  # outcome: labeled, wrong
+    _wait_total(page, wrong)
+    assert "outcome=wrong" in page.url
+    _act(page, f"Select all {wrong:,}", f"{wrong:,} selected")
+    _pick(page, page.locator("[data-testid='stMain']"), "Tag", "night-review")
+    _act(page, "Tag", f"Added tag 'night-review' to {wrong:,} samples")
+    _act(page, "Add to next batch", f"Added {wrong:,} samples to the next batch")
+
+    sidebar.get_by_role("radio", name="unlabeled", exact=True).last.click()  # outcome: the pool
+    sidebar.locator("input[aria-label='Confidence — end']").focus()
+    for _ in range(40):  # the upper bound from 1.00 to 0.60, a keyboard step of 0.01 each
+        page.keyboard.press("ArrowLeft")
+    page.wait_for_function("location.search.includes('conf=0.0..0.6')", timeout=60_000)
+    _wait_total(page, unsure)
+    _act(page, f"Select all {unsure:,}", f"{unsure:,} selected")
+    _pick(page, page.locator("[data-testid='stMain']"), "Tag", "night-review")
+    _act(page, "Tag", f"Added tag 'night-review' to {unsure:,} samples")
+    _act(page, "Add to next batch", f"now {wrong + unsure:,}")
+
+    expected = [r[0] for r in cat.query_rows(
+        f"SELECT sample_id FROM samples WHERE ({wrong_sql}) OR ({unsure_sql}) ORDER BY 1")]
+    assert [r[0] for r in cat.query_rows(
+        "SELECT sample_id FROM tags WHERE tag = 'night-review' ORDER BY 1")] == expected
+    assert [r[0] for r in cat.query_rows(
+        "SELECT i.sample_id FROM export_items i JOIN export_batches b USING (batch_id) "
+        "WHERE b.status = 'draft' ORDER BY 1")] == expected
+    sidebar.get_by_text(f"Next batch: {len(expected):,} samples").wait_for(timeout=30_000)
+
+    page.get_by_role("button", name="Enlarge", exact=True).first.click()  # a sample's detail
+    dialog = page.get_by_role("dialog")
+    dialog.get_by_text("Link to this sample").wait_for(timeout=30_000)
+    first = page.url.split("sample=")[1]
+    dialog.get_by_role("button", name="Next", exact=True).click()
+    page.wait_for_function("s => !location.search.endsWith('sample=' + s)", arg=first, timeout=30_000)
+    dialog.get_by_text(f"2 of {unsure:,} in this gallery").wait_for(timeout=30_000)
+    _shot(page, "detail.png", tmp_path)
+    page.keyboard.press("Escape")
+    page.wait_for_function("!location.search.includes('sample=')", timeout=30_000)
+
+    sidebar.get_by_text(f"Next batch: {len(expected):,} samples").click()
+    page.wait_for_selector("h1:has-text('Next batch')", timeout=60_000)
+    sidebar.get_by_role("button", name="Clear filters").click()
+    _wait_total(page, len(expected))
+    _shot(page, "batch.png", tmp_path)
+    page.close()

@@ -13,7 +13,7 @@ from al_core.view import sql
 from al_core.view.filters import Filter
 from al_core.view.sql import NULL_VALUE, RunRef
 
-__all__ = ["NULL_VALUE", "RunRef", "count_filtered", "distinct_values", "field_range",
+__all__ = ["NULL_VALUE", "RunRef", "count_filtered", "distinct_values", "field_range", "filter_from_link", "filtered_ids",
            "gallery_page", "list_runs", "list_tags", "sample_at", "sample_count",
            "sample_detail", "sample_position", "sort_options"]
 
@@ -50,6 +50,14 @@ def count_filtered(cat: Catalog, flt: Filter, run: RunRef | None) -> int:
     return int(cat.scalar(sql.count_filtered(flt, cat.metadata_fields(), run)))
 
 
+def filtered_ids(cat: Catalog, flt: Filter, limit: int | None = None) -> list[str]:
+    """Ids of the samples matching ``flt`` (with its run), in id order, at most ``limit``."""
+    text, params = sql.filtered_ids(flt, cat.metadata_fields(), flt.run)
+    if limit is not None:
+        text, params = f"{text} LIMIT ?", [*params, int(limit)]
+    return [r[0] for r in cat.query_rows(text, params)]
+
+
 def sort_options(cat: Catalog, run: RunRef | None) -> dict[str, str]:
     """The gallery's sort keys (whitelisted, see :func:`al_core.view.sql.sort_clause`) and their
     labels: id, confidence both ways (only with a run), each metadata field."""
@@ -80,6 +88,39 @@ def sample_at(cat: Catalog, flt: Filter, run: RunRef | None, sort: str, index: i
         return None
     frame = gallery_page(cat, flt, run, [], 1, index, sort)
     return None if frame.empty else str(frame["sample_id"].iloc[0])
+
+
+#: Keys of an app URL that are not the filter: each page's own state (a link may carry them).
+PAGE_KEYS = frozenset({"drill", "page", "drill_page", "sample"})
+FILTER_KEYS = frozenset({"split", "class", "labeled", "tag", "notag", "run", "pred", "conf",
+                         "outcome", "batch"})
+
+
+def filter_from_link(cat: Catalog, link: str) -> tuple[Filter, list[str]]:
+    """The filter an app URL (or just its query string) describes, and the keys it ignored.
+
+    A drill-down (``drill=``) in the link narrows the filter too, so a link copied from an
+    Overview drill-down selects what its gallery showed.
+    """
+    from urllib.parse import parse_qs, urlsplit
+
+    from al_core.view.filters import drill_from_link
+
+    query = urlsplit(link).query if "?" in link or "://" in link else link
+    params = parse_qs(query.lstrip("?"), keep_blank_values=True)
+    fields = cat.metadata_fields()
+    runs = {name: ref for name, (ref, _) in list_runs(cat).items()}
+    flt = Filter.from_query_params(params, fields, runs)
+    drill = drill_from_link((params.get("drill") or [None])[0], fields)
+    if drill:
+        flt = flt.narrowed(*drill[1])
+    ignored = sorted(k for k in params if not (k in FILTER_KEYS or k in PAGE_KEYS
+                                                or (k.startswith("f.") and k[2:] in fields)))
+    if "run" in params and params["run"][0] not in runs:
+        ignored.append(f"run={params['run'][0]} (no such run)")
+    if "drill" in params and drill is None:
+        ignored.append("drill (malformed)")
+    return flt, ignored
 
 
 TOP_K = 5

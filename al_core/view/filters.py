@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field, replace
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 from al_core.view.sql import RunRef
@@ -13,6 +13,8 @@ LABELED_CHOICES = ("all", "labeled", "unlabeled")
 #: The model's view of a sample: ``correct`` / ``wrong`` (labeled, prediction equals the label or
 #: not) or ``unlabeled`` (in the pool, with a prediction).
 OUTCOME_CHOICES = ("all", "correct", "wrong", "unlabeled")
+#: Membership of the next batch (the open draft): ``in`` it, ``out`` of it, or either.
+BATCH_CHOICES = ("all", "in", "out")
 _RANGE_SEP = ".."
 
 
@@ -53,12 +55,15 @@ class Filter:
     confidence: tuple[float, float] | None = None
     outcome: str = "all"
     tags_exclude: tuple[str, ...] = ()
+    batch: str = "all"
 
     def __post_init__(self) -> None:
         if self.labeled not in LABELED_CHOICES:
             raise ValueError(f"labeled must be one of {LABELED_CHOICES}, not {self.labeled!r}")
         if self.outcome not in OUTCOME_CHOICES:
             raise ValueError(f"outcome must be one of {OUTCOME_CHOICES}, not {self.outcome!r}")
+        if self.batch not in BATCH_CHOICES:
+            raise ValueError(f"batch must be one of {BATCH_CHOICES}, not {self.batch!r}")
 
     @property
     def on_model(self) -> bool:
@@ -102,6 +107,8 @@ class Filter:
             params["outcome"] = [self.outcome]
         if self.tags_exclude:
             params["notag"] = list(self.tags_exclude)
+        if self.batch != "all":
+            params["batch"] = [self.batch]
         return params
 
     @classmethod
@@ -127,12 +134,14 @@ class Filter:
             except ValueError:
                 continue
         outcome = (params.get("outcome") or ["all"])[0]
+        batch = (params.get("batch") or ["all"])[0]
         return cls(
             run=_run_named(runs or {}, (params.get("run") or [""])[0]),
             pred_classes=tuple(params.get("pred", [])),
             confidence=_unit_range((params.get("conf") or [""])[0]),
             outcome=outcome if outcome in OUTCOME_CHOICES else "all",
             tags_exclude=tuple(params.get("notag", [])),
+            batch=batch if batch in BATCH_CHOICES else "all",
             splits=tuple(params.get("split", [])),
             classes=tuple(params.get("class", [])),
             labeled=labeled if labeled in LABELED_CHOICES else "all",
@@ -187,12 +196,38 @@ def drill_from_link(spec: str | None, fields: dict[str, str]) -> tuple[str, tupl
         return None
     try:
         title, conditions = parse_drill(spec)
-    except (ValueError, TypeError, KeyError):
+        if not isinstance(title, str):
+            return None
+        return title, tuple(_bindable(c, fields) for c in conditions)
+    except (ValueError, TypeError, KeyError, OverflowError, RecursionError):  # deep JSON: RecursionError
         return None
-    if not isinstance(title, str) or any(c.column not in DRILL_COLUMNS and c.column not in fields
-                                         for c in conditions):
-        return None
-    return title, conditions
+
+
+#: Columns of a drill-down whose range bounds are text (the built-in ones are all text).
+_TEXT_TYPES = frozenset({"VARCHAR"})
+
+
+def _bindable(cond: Condition, fields: dict[str, str]) -> Condition:
+    """``cond`` from a link, checked so its SQL binds: a known column, and range bounds of the
+    column's type (numbers for a number field, ISO date-times for a time field, text for a text
+    column); raises ValueError otherwise. (Equality values are compared as text: any will do.)"""
+    if not isinstance(cond.column, str) or (cond.column not in DRILL_COLUMNS and cond.column not in fields):
+        raise ValueError(f"unknown column {cond.column!r}")
+    kind = "text" if cond.column in DRILL_COLUMNS or fields[cond.column] in _TEXT_TYPES else field_kind(
+        fields[cond.column])
+    bounds = []
+    for bound in (cond.low, cond.high):
+        if bound is None:
+            bounds.append(None)
+        elif kind == "numeric" and isinstance(bound, int | float) and not isinstance(bound, bool):
+            bounds.append(float(bound))
+        elif kind == "time" and isinstance(bound, str) and datetime.fromisoformat(bound).tzinfo is None:
+            bounds.append(datetime.fromisoformat(bound).isoformat(sep=" "))
+        elif kind == "text" and isinstance(bound, str):
+            bounds.append(bound)
+        else:
+            raise ValueError(f"a {type(bound).__name__} bound on {cond.column!r}")
+    return replace(cond, low=bounds[0], high=bounds[1])
 
 
 def parse_drill(spec: str) -> tuple[str, tuple[Condition, ...]]:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import streamlit as st
 
+from al_core import view
+
 #: Keys the sidebar filter owns (``f.<field>`` too); pages use others (``drill``, ``page``, …).
-FILTER_KEYS = frozenset({"split", "class", "labeled", "tag", "notag", "run", "pred", "conf",
-                         "outcome", "batch"})
+FILTER_KEYS = view.FILTER_KEYS
 
 
 def is_filter_key(key: str) -> bool:
