@@ -113,7 +113,7 @@ with left:
 with right:
     st.metric("Largest / smallest class", bal.ratio_text, help="Count of the largest class over the smallest's, "
               f"measured on {bal.base_text or 'nothing'}. Empty classes do not count.")
-    st.caption(bal.caption)
+    st.caption(plain(bal.caption))  # it names classes: user text
     st.metric("Normalized entropy", bal.entropy_text, help="Entropy of the class shares over log(classes), "
               f"on {bal.base_text or 'nothing'}: 1 = perfectly balanced, 0 = a single class.")
     if run:

@@ -12,6 +12,7 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import duckdb
 import pytest
@@ -198,7 +199,7 @@ def test_cli_writes_while_the_app_is_open_and_the_app_shows_them(
 
 HOSTILE = ["![x](http://127.0.0.1:9/p.png)", "<img src=x onerror=\"document.title='pwned'\">",
            "`tick` **bold** _it_", ":red[red] :material/home: $x^2$", "[link](http://127.0.0.1:9/)",
-           "www.example.org me@example.org"]
+           "www.example.org me@example.org", '<a href="http://127.0.0.1:9/a">a</a>']
 
 
 @pytest.fixture(scope="module")
@@ -207,8 +208,10 @@ def hostile_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
     import pandas as pd
     from PIL import Image
 
+    from al_core import curation
     from al_core.db.catalog import Catalog
     from al_core.ingest import ingest_manifest
+    from al_core.view.filters import Filter
 
     folder = tmp_path_factory.mktemp("hostile")
     rows = []
@@ -220,6 +223,9 @@ def hostile_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
     path = folder / "catalog.duckdb"
     with Catalog.open(path) as cat:
         ingest_manifest(cat, folder / "m.csv", progress=False)
+        for i, text in enumerate(HOSTILE):  # tags are user text too
+            curation.tag(cat, text, curation.Selection.of_ids([f"{text} #{i}"]))
+        curation.add_to_batch(cat, curation.Selection.of_filter(Filter()))
     proc, url, log = _serve(path)
     yield url, path
     proc.terminate()
@@ -233,11 +239,17 @@ def test_user_text_is_shown_literally_and_nothing_is_fetched_from_outside(
     page = browser.new_page(viewport={"width": 1400, "height": 1400})
     outside: list[str] = []
     page.on("request", lambda r: None if r.url.startswith((url, "data:", "blob:")) else outside.append(r.url))
-    for route in ("overview", "samples"):
+    for route, title in (("overview", "Overview"), ("samples", "Samples"), ("batch", "Next batch"),
+                         ("samples?sample=" + quote(f"{HOSTILE[0]} #0"), "Samples")):
         page.goto(f"{url}/{route}", wait_until="domcontentloaded")
-        page.wait_for_selector(f"h1:has-text('{route.title()}')", timeout=90_000)
+        page.wait_for_selector(f"h1:has-text('{title}')", timeout=90_000)
         page.wait_for_timeout(2500)
-        if route == "samples":
+        if "sample=" in route:  # the detail dialog: the id, the tag, every field
+            dialog = page.get_by_role("dialog")
+            dialog.get_by_text("Link to this sample").wait_for(timeout=30_000)
+            assert f"{HOSTILE[0]} #0" in dialog.inner_text().replace("\u2060", "")
+            route = "detail"
+        elif route in ("samples", "batch"):
             captions = page.locator("[data-testid='stCaptionContainer']").all_inner_texts()
             shown = " ".join(captions).replace("\u2060", "")  # word joiners keep autolinks off
             for i, text in enumerate(HOSTILE):

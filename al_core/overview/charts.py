@@ -9,6 +9,7 @@ a 1-pixel bar, but its whole column is still a target for the mouse. Hit areas a
 
 from __future__ import annotations
 
+import html
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,6 +31,36 @@ HIT = "hit area"
 LABELED = Condition("label", low="")
 POOL = Condition("label", is_null=True)
 HEATMAP_SCALE = "Blues"
+
+
+def _escaped(value: object) -> object:
+    return html.escape(value, quote=False) if isinstance(value, str) else value
+
+
+def _text(value: object) -> str:
+    return html.escape(str(value), quote=False)
+
+
+def escape_text(fig: go.Figure) -> go.Figure:
+    """Escape every text plotly draws: it renders a subset of HTML (``<a href>``, ``<b>``,
+    ``<br>``) in labels, legends and titles, and class names, field names and values are user
+    text, shown as the characters they are (plotly decodes the entities back for display)."""
+    for trace in fig.data:
+        for prop in ("x", "y", "name"):  # hover ``text`` is built here, its user parts escaped
+            value = getattr(trace, prop, None)
+            if isinstance(value, str):
+                setattr(trace, prop, _escaped(value))
+            elif value is not None and prop != "name":
+                setattr(trace, prop, [_escaped(v) for v in value])
+    layout = fig.layout
+    if layout.title.text:
+        layout.title.text = _escaped(layout.title.text)
+    for axis in (layout.xaxis, layout.yaxis):
+        if axis.title.text:
+            axis.title.text = _escaped(axis.title.text)
+        if axis.categoryarray is not None:
+            axis.categoryarray = [_escaped(v) for v in axis.categoryarray]
+    return fig
 
 
 def _value_condition(column: str, value: object) -> Condition:
@@ -118,14 +149,14 @@ def class_bars(frame: pd.DataFrame, log: bool) -> go.Figure:
         series.append(Series("predicted in unlabeled pool", frame["predicted_in_pool"],
                              [class_drill(c, True) if n else None
                               for c, n in zip(classes, frame["predicted_in_pool"], strict=True)], POOL_COLOR))
-    hover = [f"<b>{c}</b><br>labeled: {lab:,}" + (f"<br>predicted in pool: {p:,}" if has_pool else "")
+    hover = [f"<b>{_text(c)}</b><br>labeled: {lab:,}" + (f"<br>predicted in pool: {p:,}" if has_pool else "")
              for c, lab, p in zip(classes, frame["labeled"], frame["predicted_in_pool"], strict=True)]
     top = _y_axis(fig, frame[["labeled", "predicted_in_pool"]].to_numpy().max(initial=0), log)
     _columns(fig, classes, series, left=-0.5, span=1.0, top=top, hover=hover)
     fig.update_layout(barmode="overlay", title="Classes", xaxis_title="class",
                       yaxis_title=_y_title("samples", log), **_LAYOUT)
     fig.update_xaxes(type="category", categoryorder="array", categoryarray=classes)
-    return fig
+    return escape_text(fig)
 
 
 def split_bars(frame: pd.DataFrame, log: bool) -> go.Figure:
@@ -138,14 +169,14 @@ def split_bars(frame: pd.DataFrame, log: bool) -> go.Figure:
                      [drill_spec(f"split {split}, labeled as {c}", Condition("split", split),
                                  Condition("label", c)) if n else None for c, n in zip(classes, table[split], strict=True)])
               for split in sorted(table.columns, key=str)]
-    hover = [f"<b>{c}</b><br>" + "<br>".join(f"{s}: {int(n):,}" for s, n in row.items())
+    hover = [f"<b>{_text(c)}</b><br>" + "<br>".join(f"{_text(s)}: {int(n):,}" for s, n in row.items())
              for c, row in table.iterrows()]
     top = _y_axis(fig, table.to_numpy().max(initial=0), log)
     _columns(fig, classes, series, left=-0.5, span=1.0, top=top, hover=hover)
     fig.update_layout(barmode="overlay", title="Classes per split (labeled)", xaxis_title="class",
                       yaxis_title=_y_title("labeled samples", log), **_LAYOUT)
     fig.update_xaxes(type="category", categoryorder="array", categoryarray=classes)
-    return fig
+    return escape_text(fig)
 
 
 def _group_series(frame: pd.DataFrame, share: bool, titles: Sequence[str],
@@ -162,7 +193,7 @@ def _group_series(frame: pd.DataFrame, share: bool, titles: Sequence[str],
 
 
 def _group_hover(frame: pd.DataFrame, titles: Sequence[str]) -> list[str]:
-    return [f"<b>{t}</b><br>labeled: {lab:,} ({ls:.1%} of labeled)<br>pool: {p:,} ({ps:.1%} of pool)"
+    return [f"<b>{_text(t)}</b><br>labeled: {lab:,} ({ls:.1%} of labeled)<br>pool: {p:,} ({ps:.1%} of pool)"
             for t, lab, ls, p, ps in zip(titles, frame["labeled"], frame["labeled_share"], frame["pool"],
                                          frame["pool_share"], strict=True)]
 
@@ -199,7 +230,7 @@ def field_chart(name: str, kind: str, frame: pd.DataFrame, share: bool = True, l
                       **{**_LAYOUT, "height": 280})
     if kind == "categorical":
         fig.update_xaxes(type="category", categoryorder="array", categoryarray=x)
-    return fig
+    return escape_text(fig)
 
 
 def text_colors(values: Sequence[float], low: float, high: float, scale: str = HEATMAP_SCALE) -> list[str]:
@@ -240,7 +271,7 @@ def heatmap(frame: pd.DataFrame, field: str, share: bool) -> go.Figure:
                       **{**_LAYOUT, "height": max(260, 40 * n_rows + 100)})
     fig.update_xaxes(type="category")
     fig.update_yaxes(type="category")
-    return fig
+    return escape_text(fig)
 
 
 def no_data(what: str) -> str:
