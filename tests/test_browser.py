@@ -308,13 +308,25 @@ def _act(page: object, button: str, done: str) -> None:
     page.get_by_text(done).first.wait_for(timeout=60_000)
 
 
+@pytest.fixture
+def fresh_app(demo_build: tuple[Path, object], tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """The app on a fresh copy of the demo (the module's other tests add samples and runs)."""
+    path = tmp_path / "fresh.duckdb"
+    shutil.copy(demo_build[0], path)
+    proc, url, log = _serve(path)
+    yield url, path
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()
+
+
 def test_the_analyst_flow_filter_find_mistakes_tag_and_batch(
-        served: tuple[str, Path, dict], browser: object, tmp_path: Path) -> None:
+        fresh_app: tuple[str, Path], browser: object, tmp_path: Path) -> None:
     """Filter to night, keep it through the navigation, find what the model gets wrong at night
     (labeled) or is unsure of (pool, confidence < 0.6), tag those and put them in the next batch."""
     from al_core.db.catalog import Catalog
 
-    url, path, _ = served
+    url, path = fresh_app
     cat = Catalog(path)
     page = browser.new_page(viewport={"width": 1500, "height": 1100})
     page.goto(url, wait_until="domcontentloaded")
