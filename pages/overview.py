@@ -10,8 +10,8 @@ from al_core.overview import charts
 from al_core.view.filters import drill_from_link, drill_spec, field_kind
 from pages._ui import url
 from pages._ui.gallery import gallery
-from pages._ui.shell import call, catalog, empty_state
-from pages._ui.sidebar import sidebar_filter
+from pages._ui.shell import call, catalog, empty_state, first_paint_pending, paint_first
+from pages._ui.sidebar import link_filter, sidebar_filter
 from pages._ui.text import plain
 
 DRILL_KEY = "overview_drill"
@@ -86,7 +86,7 @@ cat = catalog()
 st.title("Overview")
 if empty_state(cat):
     st.stop()
-flt = sidebar_filter(cat)
+flt = link_filter(cat) if first_paint_pending() else sidebar_filter(cat)  # the sidebar comes second
 run = flt.run
 
 c = call(cat, "counts", flt)
@@ -96,6 +96,7 @@ for col, (label, key) in zip(st.columns(7), [("Samples", "samples"), ("Labeled",
     col.metric(label, overview.format_count(c[key]), help=f"{c[key]:,}" if c[key] >= 1_000_000 else None)
 
 drill_box = st.container()
+paint_first()  # a new tab shows the numbers at once, then the charts
 
 classes = call(cat, "class_distribution", flt, run)
 bal = overview.class_balance(classes, run is not None)

@@ -331,6 +331,7 @@ def test_the_analyst_flow_filter_find_mistakes_tag_and_batch(
     page = browser.new_page(viewport={"width": 1500, "height": 1100})
     page.goto(url, wait_until="domcontentloaded")
     page.wait_for_selector("h1:has-text('Overview')", timeout=90_000)
+    page.wait_for_selector(".js-plotly-plot", timeout=90_000)  # the charts (and the sidebar) came second
     sidebar = page.locator("[data-testid='stSidebar']")
     _pick(page, sidebar, "time_of_day", "night")
     page.wait_for_function("location.search.includes('f.time_of_day=night')", timeout=60_000)

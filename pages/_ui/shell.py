@@ -64,6 +64,37 @@ def _detail_from_link() -> None:
         detail.show_open_detail(catalog(), None)
 
 
+def first_paint_pending() -> bool:
+    """True on a browser session's first run, until :func:`paint_first` has had the rest asked for."""
+    return not st.session_state.get(_PAINTED) and bool(st.context.headers.get("User-Agent"))
+
+
+def paint_first() -> None:
+    """Stop a browser session's first run here, and have the browser ask for the rest.
+
+    A new tab then shows what is above (the numbers) as soon as it arrives, instead of after
+    the browser has drawn everything below (a dozen Plotly charts take it seconds). The rest is
+    requested by a fragment's timer, which runs in the browser once it has rendered this, and
+    costs one more (cached) run. Without a browser (AppTest, scripts), the page runs through.
+    """
+    if not first_paint_pending():
+        return
+
+    @st.fragment(run_every=0.05)
+    def _ask_for_the_rest() -> None:
+        if st.session_state.get(_ASKED):  # the browser's timer: it has rendered the first part
+            st.session_state[_PAINTED] = True
+            st.rerun()
+        st.session_state[_ASKED] = True
+        st.caption("Loading charts…")
+
+    _ask_for_the_rest()
+    st.stop()
+
+
+_PAINTED, _ASKED = "_painted", "_paint_asked"
+
+
 def current_page() -> str:
     """The URL path of the page this run shows (set by :func:`run_page`)."""
     return getattr(_run, "page", "")

@@ -124,6 +124,13 @@ def _model_widgets(runs: dict[str, tuple[view.RunRef, list[str]]]) -> dict[str, 
             "confidence": None if conf == (0.0, 1.0) else (float(conf[0]), float(conf[1]))}
 
 
+def link_filter(cat: Catalog) -> Filter:
+    """The filter the URL describes, without drawing the sidebar (a first paint's quick look)."""
+    runs = {name: ref for name, (ref, _) in view.list_runs(cat).items()}
+    params = {k: st.query_params.get_all(k) for k in st.query_params}
+    return Filter.from_query_params(params, cat.metadata_fields(), runs)
+
+
 def sidebar_filter(cat: Catalog) -> Filter:
     """Render the filter widgets, keep the URL in step, and return the current :class:`Filter`."""
     fields = cat.metadata_fields()
