@@ -3,82 +3,41 @@
 from __future__ import annotations
 
 import streamlit as st
-import streamlit.components.v1 as components
 
 from al_core import overview
 from al_core.overview import charts
-from al_core.view.filters import drill_from_link, drill_spec, field_kind
-from pages._ui import url
-from pages._ui.gallery import gallery
+from al_core.view.filters import drill_spec, field_kind
+from pages._ui.drill import DrillDown
 from pages._ui.shell import call, catalog, empty_state, first_paint_pending, paint_first
 from pages._ui.sidebar import link_filter, sidebar_filter
 from pages._ui.text import plain
 
-DRILL_KEY = "overview_drill"
-SCROLL_KEY = "overview_scroll"
-GEN_KEY = "overview_chart_gen"  # charts get new keys when a drill-down closes: selection cleared
-
-
-def _set_drill(spec: str) -> None:
-    st.session_state.pop("ov_drill_gallery_page", None)  # a new drill-down starts on its page 1
-    url.put("drill_page", None)
-    st.session_state[DRILL_KEY] = spec
-    st.session_state[SCROLL_KEY] = True
-    url.put("drill", spec)
-
-
-def _scroll_to_drill() -> None:
-    """Bring the drill-down into view: it opens at the top, the click was further down."""
-    components.html("<script>const h = [...window.parent.document.querySelectorAll('h3')]"
-                    ".find(e => e.innerText.startsWith('Drill-down'));"
-                    "if (h) h.scrollIntoView({block: 'start'});</script>", height=0)
-
-
-def _close_drill() -> None:
-    st.session_state.pop(DRILL_KEY, None)
-    st.session_state[GEN_KEY] = st.session_state.get(GEN_KEY, 0) + 1
-    url.put("drill", None)
-    url.put("drill_page", None)
-
-
-def _on_select(chart_key: str) -> None:
-    """Chart callback: the clicked mark's drill-down spec becomes the page's drill-down."""
-    points = (st.session_state.get(chart_key) or {}).get("selection", {}).get("points", [])
-    data = points[0].get("customdata") if points else None
-    spec = data[0] if isinstance(data, list) and data else data
-    if isinstance(spec, str) and spec:
-        _set_drill(spec)
-
-
-def _key(name: str) -> str:
-    return f"{name}_{st.session_state.get(GEN_KEY, 0)}"
+DRILL = DrillDown("overview", "ov")
 
 
 def _chart(fig: object, name: str) -> None:
-    key = _key(name)
-    st.plotly_chart(fig, key=key, on_select=lambda: _on_select(key), selection_mode="points",
-                    config={"displaylogo": False})
+    DRILL.chart(fig, name)
 
 
 def _on_slice_select() -> None:
-    rows = (st.session_state.get(_key("ov_slices")) or {}).get("selection", {}).get("rows", [])
+    rows = (st.session_state.get(DRILL.key("ov_slices")) or {}).get("selection", {}).get("rows", [])
     frame = st.session_state.get("_ov_slice_frame")
     if rows and frame is not None:
         rec = frame.iloc[rows[0]]
-        _set_drill(drill_spec(f"slice {rec['slice']}", *rec["conditions"]))
+        DRILL.set(drill_spec(f"slice {rec['slice']}", *rec["conditions"]))
 
 
 def _class_table(classes: object) -> None:
     """Classes with exact counts; a selected row or count opens its samples (handled once per
     selection, from the returned state, so a later chart click is not overridden by it)."""
-    key = _key("ov_class_table")
+    key = DRILL.key("ov_class_table")
     event = st.dataframe(classes.rename(columns=charts.CLASS_TABLE), key=key, hide_index=True, on_select="rerun",
                          selection_mode=["single-row", "single-cell"], width="stretch")
     sel = event.selection if event else {}
     picked = [(c[0], c[1]) for c in sel.get("cells", [])] or [(r, None) for r in sel.get("rows", [])]
     if picked and st.session_state.get("_ov_class_picked") != (key, picked[0]):
         st.session_state["_ov_class_picked"] = (key, picked[0])
-        _set_drill(charts.class_table_drill(classes, *picked[0]))
+        DRILL.set(charts.class_table_drill(classes, *picked[0]))
     st.caption("Select a row (its labeled samples) or a count (those samples) to open them.")
 
 
@@ -160,19 +119,10 @@ st.caption("Combinations of metadata values (and class: the label, or the model'
            "to see its samples.")
 slices = call(cat, "under_represented_slices", flt, run)
 st.session_state["_ov_slice_frame"] = slices
-st.dataframe(slices.drop(columns="conditions"), key=_key("ov_slices"), on_select=_on_slice_select,
+st.dataframe(slices.drop(columns="conditions"), key=DRILL.key("ov_slices"), on_select=_on_slice_select,
              selection_mode="single-row", hide_index=True, width="stretch", height=320,
              column_config={"labeled_share": st.column_config.NumberColumn(format="percent"),
                             "pool_share": st.column_config.NumberColumn(format="percent"),
                             "ratio": st.column_config.NumberColumn(format="%.2f")})
 
-drill = drill_from_link(st.session_state.get(DRILL_KEY) or url.get("drill"), fields)
-if drill:  # from a click, or from a link that names one
-    title, conditions = drill
-    with drill_box.container(border=True):
-        head, close = st.columns([5, 1])
-        head.subheader(f"Drill-down: {plain(title)}")
-        close.button("Close", key="ov_drill_close", on_click=_close_drill)
-        gallery(cat, flt.narrowed(*conditions), run, key="ov_drill_gallery", url_page="drill_page")
-    if st.session_state.pop(SCROLL_KEY, False):
-        _scroll_to_drill()
+DRILL.show(drill_box, cat, flt, run, fields)

@@ -7,6 +7,7 @@ titles (log scale said), the class table (every class clickable), and empty-filt
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -104,13 +105,18 @@ def test_class_chart_counts_and_every_class_has_a_full_height_target(at: AppTest
             assert conditions[0].column == "label" and conditions[0].is_null  # the pool only
 
 
+def _captions(at: AppTest) -> list[str]:
+    """Captions as shown: plain() escapes punctuation and writes colons as a character reference."""
+    return [re.sub(r"\\(.)", r"\1", c.value).replace("&#58;\u2060", ":") for c in at.caption]
+
+
 def test_imbalance_states_its_base(at: AppTest, app_catalog: Path) -> None:
     counts = dict(direct(app_catalog, "SELECT label, count(*) FROM samples WHERE label IS NOT NULL GROUP BY 1"))
     big, small = max(counts, key=counts.get), min(counts, key=counts.get)
     ratio = next(m for m in at.metric if m.label == "Largest / smallest class")
     assert ratio.value == f"{counts[big] / counts[small]:.1f} : 1"
     assert "labeled samples" in ratio.help
-    caption = next(c.value for c in at.caption if c.value.startswith("Base:")).replace("\\", "")
+    caption = next(c for c in _captions(at) if c.startswith("Base:"))
     assert "labeled samples" in caption and f"{big} ({counts[big]:,})" in caption
     assert f"{small} ({counts[small]:,})" in caption
     entropy = next(m for m in at.metric if m.label == "Normalized entropy")
@@ -120,7 +126,7 @@ def test_imbalance_states_its_base(at: AppTest, app_catalog: Path) -> None:
     pred = dict(direct(app_catalog, "SELECT pred_label, count(*) FROM samples WHERE label IS NULL GROUP BY 1"))
     ratio = next(m for m in at.metric if m.label == "Largest / smallest class")
     assert ratio.value == f"{max(pred.values()) / min(pred.values()):.1f} : 1"
-    caption = next(c.value for c in at.caption if c.value.startswith("Base:"))
+    caption = next(c for c in _captions(at) if c.startswith("Base:"))
     assert "predictions over the unlabeled pool" in caption and "predictions" in ratio.help
 
 
