@@ -46,6 +46,48 @@ def test_long_tail_and_pool_share(size: int) -> None:
     assert (labeled["time_of_day"] == "night").mean() < (plan.loc[~plan["labeled"], "time_of_day"] == "night").mean()
 
 
+def _slices(plan: pd.DataFrame) -> dict[str, pd.Series]:
+    """The rare slices the test split must cover: night, fog and each rare class."""
+    return {"night": plan["time_of_day"] == "night", "fog": plan["weather"] == "fog",
+            **{name: plan["true_label"] == name for name in RARE_CLASSES}}
+
+
+def test_default_test_split_covers_every_rare_slice() -> None:
+    """At the default size and seed: at least 30 test images of night, fog and each rare class, while
+    the pool keeps more of each rare slice (by share) than the train split the baseline learns from."""
+    plan = dataset.plan_dataset(5000, 0)
+    test, train, pool = (plan["split"] == s for s in ("test", "train", "unlabeled"))
+    for name, in_slice in _slices(plan).items():
+        assert (in_slice & test).sum() >= 30, name
+        assert in_slice[train].mean() < in_slice[pool].mean(), name
+        assert (in_slice & pool).sum() > (in_slice & test).sum(), name  # most of it is left to find
+    for value in ("night", "rain", "fog"):  # the labeled set as a whole under-represents the conditions
+        col = "time_of_day" if value == "night" else "weather"
+        assert (plan.loc[plan["labeled"], col] == value).mean() < (plan.loc[pool, col] == value).mean() / 1.5, value
+    # the train split keeps the bulk of the labeled data; the test split grew from 15% to ~20%
+    assert train.sum() / plan["labeled"].sum() >= 0.6 and 0.15 < test.sum() / plan["labeled"].sum() < 0.25
+    assert (plan["split"] == "unlabeled").mean() >= 0.6
+
+
+@pytest.mark.parametrize(("size", "seed"), [(DEMO_SIZE, 3), (5000, 0), (5000, 1), (20_000, 2), (200, 0)])
+def test_test_split_meets_its_quota_and_scales(size: int, seed: int) -> None:
+    """The test split holds ``min(30, cap × slice size)`` of each rare slice (cap 15% for night and
+    fog, 40% for a rare class): the minimum grows with the demo
+    up to 30 and never takes most of a slice from the pool."""
+    plan = dataset.plan_dataset(size, seed)
+    test = plan["split"] == "test"
+    caps = {"night": 0.15, "fog": 0.15, **{name: 0.4 for name in RARE_CLASSES}}
+    for name, in_slice in _slices(plan).items():
+        n = int(in_slice.sum())
+        assert (in_slice & test).sum() >= min(30, int(caps[name] * n)), name
+        if size >= DEMO_SIZE:  # (a 200-image demo has 3 of each rare class: too few to say more)
+            assert (in_slice & ~plan["labeled"]).sum() >= 0.4 * n, name
+    if size == DEMO_SIZE:  # what the tests' session demo (seed 3) holds: enough to diagnose every slice
+        counts = {name: int((in_slice & test).sum()) for name, in_slice in _slices(plan).items()}
+        assert counts["night"] >= 20 and counts["fog"] >= 10, counts
+        assert all(counts[name] >= 6 for name in RARE_CLASSES), counts
+
+
 @pytest.fixture(scope="module")
 def built(demo_build: tuple[Path, object]) -> dict[str, pd.DataFrame]:
     """The demo catalog's rows (read with plain SQL) and the pool's true labels from pool_truth.csv."""

@@ -7,6 +7,7 @@ the catalog's ground truth.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import dataclass, field
@@ -27,7 +28,7 @@ from al_core.ingest.predictions import import_predictions_frame
 
 RUN_NAME = "baseline-cnn"
 EMBEDDING_SET = "baseline model embeddings"
-BUILD_VERSION = 1
+BUILD_VERSION = 2  # 2: the test split is curated for slice diagnostics
 
 
 @dataclass
@@ -77,10 +78,20 @@ def _check_catalog(cat: Catalog, stamp: str) -> None:
                            "catalog with --catalog data/demo.duckdb")
 
 
+def _manifest_matches(manifest: Path, plan: pd.DataFrame) -> bool:
+    """Whether an earlier run's manifest holds this plan's samples, splits and labels (a demo
+    directory left by an older version of the plan gets a new manifest and pool truth)."""
+    if not manifest.exists():
+        return False
+    old = pd.read_csv(manifest, usecols=["sample_id", "split", "label"], dtype=str, keep_default_na=False)
+    label = plan["true_label"].where(plan["labeled"], "")
+    return (len(old) == len(plan) and old["sample_id"].tolist() == plan["sample_id"].tolist()
+            and old["split"].tolist() == plan["split"].tolist() and old["label"].tolist() == label.tolist())
+
+
 def _images_and_manifest(plan: pd.DataFrame, root: Path, report: DemoReport, progress: bool) -> Path:
     manifest = root / "manifest.csv"
-    if manifest.exists() and len(pd.read_csv(manifest, usecols=["sample_id"])) == len(plan) and all(
-            dataset.image_path(root, s).exists() for s in plan["sample_id"]):
+    if _manifest_matches(manifest, plan) and all(dataset.image_path(root, s).exists() for s in plan["sample_id"]):
         report.reused.append("images")
         return manifest
     brightness = dataset.write_images(plan, root, progress=progress)
@@ -92,7 +103,9 @@ def _images_and_manifest(plan: pd.DataFrame, root: Path, report: DemoReport, pro
 
 def _baseline(plan: pd.DataFrame, root: Path, seed: int, report: DemoReport, progress: bool,
               epochs: int) -> tuple[model.SmallCNN, list[str]]:
-    weights = root / f"baseline_e{epochs}.pt"
+    # named by the train split too, so weights trained on another plan's split are never reused
+    train_key = hashlib.sha1(" ".join(plan.loc[plan["split"] == "train", "sample_id"]).encode()).hexdigest()[:10]
+    weights = root / f"baseline_e{epochs}_{train_key}.pt"
     if weights.exists():
         report.reused.append("the trained baseline")
         return model.load(weights)

@@ -8,13 +8,33 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from al_core.demo.scenes import CAMERAS, CLASS_WEIGHTS, TIME_OF_DAY, WEATHER, SceneSpec, render
+from al_core.demo.scenes import (
+    CAMERAS,
+    CLASS_WEIGHTS,
+    RARE_CLASSES,
+    TIME_OF_DAY,
+    WEATHER,
+    SceneSpec,
+    render,
+)
 
 #: How much less likely a condition is to have been labeled: the labeled set under-represents
 #: night, rain and fog relative to the pool, as in real collection campaigns.
 LABEL_RATE = 0.46
 TIME_LABEL_FACTOR = {"day": 1.0, "dusk": 0.7, "night": 0.35}
 WEATHER_LABEL_FACTOR = {"clear": 1.0, "cloudy": 0.9, "rain": 0.45, "fog": 0.45}
+#: The rare classes were labeled less often too, so the train split under-represents them.
+RARE_CLASS_LABEL_FACTOR = 0.6
+#: The test split is curated for slice diagnostics: it holds at least ``min(TEST_MIN, share × the
+#: slice's size)`` images of each of these slices, topped up at random from the slice's other images
+#: (labeled or not). The share keeps a small demo from moving most of a slice out of the pool; rare
+#: classes can give a larger one, as the labeling above takes fewer of them.
+TEST_MIN = 30
+TEST_SLICES: tuple[tuple[str, str, float], ...] = (
+    ("time_of_day", "night", 0.15),
+    ("weather", "fog", 0.15),
+    *(("true_label", name, 0.4) for name in RARE_CLASSES),
+)
 _HOURS = {"day": (8, 18), "dusk": (18, 21), "night": (21, 29)}
 _START = pd.Timestamp("2025-03-01")
 
@@ -34,6 +54,11 @@ def class_counts(size: int) -> dict[str, int]:
     return dict(zip(CLASS_WEIGHTS, counts.tolist(), strict=True))
 
 
+def min_test_count(slice_size: int, cap: float) -> int:
+    """How many of a slice's ``slice_size`` images the test split holds at least."""
+    return min(TEST_MIN, int(np.floor(cap * slice_size)))
+
+
 def plan_dataset(size: int, seed: int) -> pd.DataFrame:
     """One row per image: id, true label, conditions, camera, capture time, split, labeled flag."""
     if size < 50:
@@ -50,9 +75,19 @@ def plan_dataset(size: int, seed: int) -> pd.DataFrame:
     seconds = (lo * 3600 + rng.random(size) * (hi - lo) * 3600).astype(int)
     captured = _START + pd.to_timedelta(day, unit="D") + pd.to_timedelta(seconds, unit="s")
     p_label = LABEL_RATE * np.array([TIME_LABEL_FACTOR[t] for t in tod]) * np.array(
-        [WEATHER_LABEL_FACTOR[w] for w in weather])
+        [WEATHER_LABEL_FACTOR[w] for w in weather]) * np.where(np.isin(labels, RARE_CLASSES),
+                                                                RARE_CLASS_LABEL_FACTOR, 1.0)
     labeled = rng.random(size) < p_label
     split = np.where(labeled, rng.choice(["train", "val", "test"], size, p=[0.7, 0.15, 0.15]), "unlabeled")
+    render_seed = rng.integers(0, 2**31 - 1, size)  # drawn before the top-up: images as in build v1
+    # top up the test split of each rare slice to its quota, from the slice's other images
+    columns = {"time_of_day": tod, "weather": weather, "true_label": labels}
+    for col, value, cap in TEST_SLICES:
+        in_slice = columns[col] == value
+        need = min_test_count(int(in_slice.sum()), cap) - int((in_slice & (split == "test")).sum())
+        if need > 0:
+            split[rng.choice(np.flatnonzero(in_slice & (split != "test")), need, replace=False)] = "test"
+    labeled = split != "unlabeled"
     return pd.DataFrame({
         "sample_id": [f"demo-{i:06d}" for i in range(size)],
         "true_label": labels,
@@ -62,7 +97,7 @@ def plan_dataset(size: int, seed: int) -> pd.DataFrame:
         "captured_at": captured,
         "split": split,
         "labeled": labeled,
-        "render_seed": rng.integers(0, 2**31 - 1, size),
+        "render_seed": render_seed,
     })
 
 
