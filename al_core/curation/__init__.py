@@ -21,10 +21,10 @@ from al_core.db.sql import Query
 from al_core.errors import AlExplorerError
 from al_core.view import sql as view_sql
 from al_core.view.filters import Filter
-from al_core.view.sql import RunRef
+from al_core.view.sql import NULL_VALUE, RunRef
 
 __all__ = ["DRAFT_NAME", "MAX_TAG_LEN", "CurationError", "Selection", "TagAction", "add_to_batch",
-           "batch_items", "batches", "clean_tag", "clear_batch", "draft_composition", "draft_size", "last_tag_action",
+           "batch_items", "batches", "clean_tag", "clear_batch", "count_in_view", "draft_composition", "draft_size", "last_tag_action",
            "remove_from_batch", "tag", "tag_counts", "undo_tag_action", "untag"]
 
 MAX_TAG_LEN = 64
@@ -44,6 +44,8 @@ class Selection:
     ids: tuple[str, ...] = ()
     flt: Filter | None = None
     run: RunRef | None = None
+    #: with ``flt``: samples to leave out (unticked after "select all")
+    exclude: tuple[str, ...] = ()
 
     @classmethod
     def of_ids(cls, ids: Sequence[str]) -> Selection:
@@ -54,13 +56,14 @@ class Selection:
         return cls(ids=ids)
 
     @classmethod
-    def of_filter(cls, flt: Filter, run: RunRef | None = None) -> Selection:
-        return cls(flt=flt, run=run if run is not None else flt.run)
+    def of_filter(cls, flt: Filter, run: RunRef | None = None, exclude: Sequence[str] = ()) -> Selection:
+        return cls(flt=flt, run=run if run is not None else flt.run, exclude=tuple(map(str, exclude)))
 
     def query(self, fields: dict[str, str]) -> Query:
         """``SELECT sample_id`` of the selected samples."""
         if self.flt is not None:
-            return view_sql.filtered_view(self.flt, fields, self.run, "s.sample_id")
+            view = view_sql.filtered_view(self.flt, fields, self.run, "s.sample_id")
+            return sql.without(view, self.exclude) if self.exclude else view
         return sql.ids_target(self.ids)
 
 
@@ -74,6 +77,8 @@ class TagAction:
     n: int
     created_at: datetime | None = None
     undone_at: datetime | None = None
+    #: who did it: the catalog handle's role (``app``, ``cli``, …)
+    origin: str | None = None
 
     def describe(self) -> str:
         """E.g. ``added tag 'night' to 12 samples`` (the tag quoted as it is)."""
@@ -91,6 +96,8 @@ def clean_tag(text: object) -> str:
         raise CurationError(f"A tag has at most {MAX_TAG_LEN} characters; {tag[:20]!r}… has {len(tag)}.")
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in tag):
         raise CurationError(f"The tag {tag!r} contains control characters.")
+    if tag == NULL_VALUE:  # the filters' word for "no value"
+        raise CurationError(f"{NULL_VALUE!r} cannot be a tag: filters use it for a missing value.")
     return tag
 
 
@@ -116,8 +123,8 @@ def _tag_action(cat: Catalog, op: str, tag_text: object, selection: Selection) -
         n = int(cur.execute(*sql.count_items(action_id)).fetchone()[0])
         cur.execute(*(sql.apply_tag_add if op == "add" else sql.apply_tag_remove)(action_id, tag_name))
         if n:  # an action that changed nothing leaves nothing to undo
-            cur.execute(*sql.record_tag_action(action_id, op, tag_name, n))
-    return TagAction(action_id, op, tag_name, n)
+            cur.execute(*sql.record_tag_action(action_id, op, tag_name, n, cat.role))
+    return TagAction(action_id, op, tag_name, n, origin=cat.role)
 
 
 def tag(cat: Catalog, tag_text: object, selection: Selection) -> TagAction:
@@ -134,9 +141,9 @@ def untag(cat: Catalog, tag_text: object, selection: Selection) -> TagAction:
 def _action(row: Sequence[object] | None) -> TagAction | None:
     if row is None:
         return None
-    action_id, op, tag_name, n, created, undone = row
+    action_id, op, tag_name, n, created, undone, origin = row
     return TagAction(int(action_id), str(op), str(tag_name), int(n),  # type: ignore[call-overload]
-                     created, undone)  # type: ignore[arg-type]
+                     created, undone, origin)  # type: ignore[arg-type]
 
 
 def last_tag_action(cat: Catalog) -> TagAction | None:
@@ -165,6 +172,12 @@ def undo_tag_action(cat: Catalog, action_id: int) -> TagAction:
             cur.execute(*sql.restore_removed_tags(action_id, last.tag))
         cur.execute(*sql.mark_undone(action_id))
     return last
+
+
+def count_in_view(cat: Catalog, ids: Sequence[str], flt: Filter) -> int:
+    """How many of ``ids`` the filter (with its run) matches."""
+    return int(cat.scalar(sql.count_listed_in(
+        view_sql.filtered_view(flt, cat.metadata_fields(), flt.run, "s.sample_id"), list(ids))))
 
 
 def tag_counts(cat: Catalog) -> pd.DataFrame:

@@ -22,6 +22,20 @@ def unknown_ids(ids: Sequence[str]) -> Query:
             "WHERE i NOT IN (SELECT sample_id FROM samples)", [list(ids)])
 
 
+def without(target: Query, ids: Sequence[str]) -> Query:
+    """``target`` less the listed ids."""
+    text, params = target
+    return (f"SELECT t.sample_id FROM ({text}) t WHERE t.sample_id NOT IN (SELECT unnest(?::VARCHAR[]))",
+            [*params, list(ids)])
+
+
+def count_listed_in(target: Query, ids: Sequence[str]) -> Query:
+    """How many of the listed ids ``target`` selects."""
+    text, params = target
+    return (f"SELECT count(*) FROM ({text}) t WHERE t.sample_id IN (SELECT unnest(?::VARCHAR[]))",
+            [*params, list(ids)])
+
+
 NEXT_TAG_ACTION = "SELECT nextval('tag_action_seq')"
 
 
@@ -62,12 +76,12 @@ def count_items(action_id: int) -> Query:
     return "SELECT count(*) FROM tag_action_items WHERE action_id = ?", [action_id]
 
 
-def record_tag_action(action_id: int, op: str, tag: str, n: int) -> Query:
-    return ("INSERT INTO tag_actions VALUES (?, ?, ?, ?, current_timestamp::TIMESTAMP, NULL)",
-            [action_id, op, tag, n])
+def record_tag_action(action_id: int, op: str, tag: str, n: int, origin: str) -> Query:
+    return ("INSERT INTO tag_actions VALUES (?, ?, ?, ?, current_timestamp::TIMESTAMP, NULL, ?)",
+            [action_id, op, tag, n, origin])
 
 
-TAG_ACTION_COLUMNS = "action_id, op, tag, n, created_at, undone_at"
+TAG_ACTION_COLUMNS = "action_id, op, tag, n, created_at, undone_at, origin"
 
 #: The action an undo reverses: the newest one not undone yet (undo works as a stack).
 LAST_TAG_ACTION = (f"SELECT {TAG_ACTION_COLUMNS} FROM tag_actions WHERE undone_at IS NULL "

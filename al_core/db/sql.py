@@ -185,7 +185,8 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 tag VARCHAR NOT NULL,
                 n INTEGER NOT NULL,
                 created_at TIMESTAMP NOT NULL,
-                undone_at TIMESTAMP)""",
+                undone_at TIMESTAMP,
+                origin VARCHAR)""",
             # the samples an action changed (for 'remove', with the tag's original time)
             """CREATE TABLE tag_action_items (
                 action_id INTEGER NOT NULL,

@@ -97,30 +97,53 @@ FILTER_KEYS = frozenset({"split", "class", "labeled", "tag", "notag", "run", "pr
 
 
 def filter_from_link(cat: Catalog, link: str) -> tuple[Filter, list[str]]:
-    """The filter an app URL (or just its query string) describes, and the keys it ignored.
+    """The filter an app URL (or just its query string) describes, and what of it was ignored.
 
-    A drill-down (``drill=``) in the link narrows the filter too, so a link copied from an
-    Overview drill-down selects what its gallery showed.
+    A drill-down (``drill=``) in the link narrows the filter too, and a link to the Next batch
+    page selects within the batch, so a link selects what its page's gallery showed. Every key
+    or value the filter could not use is named in the second item (a malformed range, a value of
+    a choice that does not exist, an unknown run or field), so a caller can refuse to act on a
+    wider selection than the link meant.
     """
+    from dataclasses import replace
     from urllib.parse import parse_qs, urlsplit
 
     from al_core.view.filters import drill_from_link
 
-    query = urlsplit(link).query if "?" in link or "://" in link else link
-    params = parse_qs(query.lstrip("?"), keep_blank_values=True)
+    is_url = link.startswith(("http://", "https://", "/", "?"))
+    parts = urlsplit(link) if is_url else None
+    params = parse_qs(parts.query if parts else link, keep_blank_values=True)
     fields = cat.metadata_fields()
     runs = {name: ref for name, (ref, _) in list_runs(cat).items()}
     flt = Filter.from_query_params(params, fields, runs)
     drill = drill_from_link((params.get("drill") or [None])[0], fields)
     if drill:
         flt = flt.narrowed(*drill[1])
-    ignored = sorted(k for k in params if not (k in FILTER_KEYS or k in PAGE_KEYS
-                                                or (k.startswith("f.") and k[2:] in fields)))
-    if "run" in params and params["run"][0] not in runs:
-        ignored.append(f"run={params['run'][0]} (no such run)")
-    if "drill" in params and drill is None:
-        ignored.append("drill (malformed)")
+    if parts and parts.path.rstrip("/").endswith("/batch"):
+        flt = replace(flt, batch="in")
+    kept = flt.to_query_params()
+    ignored = []
+    for key, values in params.items():
+        if key in PAGE_KEYS:
+            if key == "drill" and drill is None:
+                ignored.append("drill (malformed)")
+        elif key == "run":
+            if values[0] not in runs:
+                ignored.append(f"run={values[0]} (no such run)")
+        elif not (key in FILTER_KEYS or (key.startswith("f.") and key[2:] in fields)):
+            ignored.append(f"{key} (not a filter key)")
+        elif kept.get(key) != values and not _same_range(kept.get(key), values):
+            ignored.append(f"{key}={'&'.join(values)} (not a valid value)")
     return flt, ignored
+
+
+def _same_range(kept: list[str] | None, given: list[str]) -> bool:
+    """True when a range the filter kept is the range given, written differently (``0..0.6``)."""
+    try:
+        return kept is not None and len(given) == 1 and [float(v) for v in kept[0].split("..")] == [
+            float(v) for v in given[0].split("..")]
+    except ValueError:
+        return False
 
 
 TOP_K = 5

@@ -40,7 +40,7 @@ def _card(row: dict[str, Any], index: int, thumbs: Path, meta: list[str], key: s
         tick, enlarge = st.columns([1, 4], vertical_alignment="center", gap="small")
         with tick:
             selection.checkbox(key, sample_id, flt)
-        enlarge.button("Enlarge", key=f"{key}_open_{sample_id}", on_click=open_sample,  # above the
+        enlarge.button("Enlarge", key=f"{key}_open:{sample_id}", on_click=open_sample,  # above the
                        args=(sample_id, index, key), width="stretch")  # caption: a long caption scrolls, the button stays
         label = row["label"] if not pd.isna(row["label"]) else None
         parts = [plain(row["sample_id"]), plain(label) if label is not None else "unlabeled"]

@@ -17,23 +17,30 @@ _FLASH = "_sel_flash"
 
 
 def _state(key: str) -> dict[str, Any]:
-    """The gallery's selection: ``ids`` ticked (in order), or ``all`` = the filter key of the view
-    whose every sample is selected."""
-    return st.session_state.setdefault(f"{key}_selection", {"ids": {}, "all": None})
+    """The gallery's selection: ``ids`` ticked (in order); or ``all`` = the filter key of the view
+    whose every sample is selected, but for the ``except`` ones unticked since."""
+    return st.session_state.setdefault(f"{key}_selection", {"ids": {}, "all": None, "except": {}})
 
 
-def selected_ids(key: str) -> list[str]:
-    return list(_state(key)["ids"])
+def _every(key: str, flt: Filter) -> bool:
+    return _state(key)["all"] == flt.key()
 
 
 def _box_key(key: str, sample_id: str) -> str:
-    return f"{key}_sel_{sample_id}"
+    return f"{key}_tick:{sample_id}"  # no button key has this form, whatever the id
 
 
-def _toggle(key: str, sample_id: str) -> None:
+def _toggle(key: str, sample_id: str, flt: Filter) -> None:
     state = _state(key)
+    ticked = bool(st.session_state.get(_box_key(key, sample_id)))
+    if _every(key, flt):  # all in the view selected: an untick is an exception
+        if ticked:
+            state["except"].pop(sample_id, None)
+        else:
+            state["except"][sample_id] = True
+        return
     state["all"] = None
-    if st.session_state.get(_box_key(key, sample_id)):
+    if ticked:
         state["ids"][sample_id] = True
     else:
         state["ids"].pop(sample_id, None)
@@ -43,30 +50,30 @@ def checkbox(key: str, sample_id: str, flt: Filter) -> None:
     """The card's "select" tick, in step with the gallery's selection."""
     state = _state(key)
     box = _box_key(key, sample_id)
-    st.session_state[box] = state["all"] == flt.key() or sample_id in state["ids"]
-    st.checkbox(f"select {plain(sample_id)}", key=box, on_change=_toggle, args=(key, sample_id),
+    every = _every(key, flt) and sample_id not in state["except"]
+    st.session_state[box] = every or sample_id in state["ids"]
+    st.checkbox(f"select {plain(sample_id)}", key=box, on_change=_toggle, args=(key, sample_id, flt),
                 label_visibility="collapsed")
 
 
 def _select_page(key: str, ids: list[str]) -> None:
     state = _state(key)
-    state["all"] = None
+    state["all"], state["except"] = None, {}
     state["ids"].update(dict.fromkeys(ids, True))
 
 
 def _select_all(key: str, flt: Filter) -> None:
-    state = _state(key)
-    state["all"], state["ids"] = flt.key(), {}
+    _state(key).update({"all": flt.key(), "ids": {}, "except": {}})
 
 
 def _clear(key: str) -> None:
-    _state(key).update(ids={}, all=None)
+    _state(key).update({"ids": {}, "all": None, "except": {}})
 
 
 def _target(key: str, flt: Filter) -> curation.Selection | None:
     state = _state(key)
-    if state["all"] == flt.key():
-        return curation.Selection.of_filter(flt, flt.run)
+    if _every(key, flt):
+        return curation.Selection.of_filter(flt, flt.run, exclude=list(state["except"]))
     return curation.Selection.of_ids(list(state["ids"])) if state["ids"] else None
 
 
@@ -100,6 +107,8 @@ def _batch(cat: Catalog, key: str, flt: Filter, op: str) -> None:
             n = curation.add_to_batch(cat, target)
             return f"Added {n:,} samples to the next batch (now {curation.draft_size(cat):,})."
         n = curation.remove_from_batch(cat, target)
+        if flt.batch == "in":  # they left this view: a selection of unseen samples would mislead
+            _clear(key)
         return f"Removed {n:,} samples from the next batch (now {curation.draft_size(cat):,})."
     _act(cat, key, flt, run)
 
@@ -123,12 +132,16 @@ def _flash() -> None:
 def action_bar(cat: Catalog, key: str, flt: Filter, total: int, page_ids: list[str]) -> None:
     """How many are selected, how to select more, and what to do with them."""
     state = _state(key)
-    every = state["all"] == flt.key()
-    n = total if every else len(state["ids"])
+    every = _every(key, flt)
+    n = total - len(state["except"]) if every else len(state["ids"])
+    unseen = 0 if every or not state["ids"] else len(state["ids"]) - curation.count_in_view(
+        cat, list(state["ids"]), flt)
     _flash()
     with st.container(border=True):
         info, page, every_col, clear = st.columns([3, 2, 2, 1], vertical_alignment="center")
-        info.markdown(f"**{n:,} selected**" + (" (every sample in this view)" if every else ""))
+        note = (" (every sample in this view" + (f" but {len(state['except']):,})" if state["except"] else ")")
+                if every else f" ({unseen:,} of them not in this view)" if unseen else "")
+        info.markdown(f"**{n:,} selected**{note}")
         page.button("Select this page", key=f"{key}_sel_page", on_click=_select_page,
                     args=(key, page_ids), width="stretch")
         every_col.button(f"Select all {total:,}", key=f"{key}_sel_all", on_click=_select_all,
@@ -151,6 +164,9 @@ def action_bar(cat: Catalog, key: str, flt: Filter, total: int, page_ids: list[s
         last = curation.last_tag_action(cat)
         if last is not None:
             text, undo = st.columns([6, 1], vertical_alignment="center")
-            text.caption(f"Last tag action: {plain(last.describe())}")
+            when = f" at {last.created_at:%H:%M}" if last.created_at else ""
+            by = {"app": "in the app", "cli": "by the CLI"}.get(last.origin or "", "")
+            text.caption(f"Last tag action ({by}{when}): {plain(last.describe())}" if by or when
+                         else f"Last tag action: {plain(last.describe())}")
             undo.button("Undo", key=f"{key}_undo", on_click=_undo, args=(cat, last.action_id),
                         icon=":material/undo:", width="stretch")

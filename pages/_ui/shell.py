@@ -66,7 +66,9 @@ def _detail_from_link() -> None:
 
 def first_paint_pending() -> bool:
     """True on a browser session's first run, until :func:`paint_first` has had the rest asked for."""
-    return not st.session_state.get(_PAINTED) and bool(st.context.headers.get("User-Agent"))
+    if st.session_state.get(_PAINTED) or "_flt_state" in st.session_state:  # not the session's first page
+        return False
+    return bool(st.context.headers.get("User-Agent"))
 
 
 def paint_first() -> None:
