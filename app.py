@@ -17,6 +17,7 @@ PAGES = [
     st.Page("pages/overview.py", title="Overview", icon=":material/insights:", default=True,
             url_path="overview"),
     st.Page("pages/samples.py", title="Samples", icon=":material/photo_library:", url_path="samples"),
+    st.Page("pages/diagnostics.py", title="Diagnostics", icon=":material/troubleshoot:", url_path="diagnostics"),
 ]
 BATCH = st.Page("pages/batch.py", title="Next batch", icon=":material/shopping_cart:", url_path="batch")
 

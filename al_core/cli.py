@@ -95,7 +95,20 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--remove-from-batch", action="store_true",
                        help="take every match out of the next batch")
     group.add_argument("--undo-tag", action="store_true",
-                       help="undo the newest tag action (QUERY is not used)")
+                       help="undo the newest tag action (takes no QUERY)")
+    select.add_argument("--force", action="store_true",
+                        help="write even though part of QUERY was ignored (a wider selection)")
+
+    report = sub.add_parser(
+        "report", help="a model run against the ground truth: metrics, confusion, worst slices, label issues",
+        description="Evaluate a model run on the labeled samples (of one split) it predicted.")
+    _add_catalog(report)
+    report.add_argument("--run", required=True, help="model run name")
+    report.add_argument("--split", help="evaluate on this split only (default: every labeled sample)")
+    report.add_argument("--compare", metavar="OTHER", help="also compare with this other run")
+    report.add_argument("--json", action="store_true", help="print one JSON object")
+    report.add_argument("--min-n", type=int, default=30,
+                        help="smallest slice listed among the worst slices (default 30)")
 
     serve = sub.add_parser("serve", help="serve the app on an existing catalog")
     _add_catalog(serve)
@@ -160,6 +173,11 @@ def cmd_select(args: argparse.Namespace) -> int:
     if not path.exists():
         raise CatalogError(f"The catalog {path} does not exist. Run `al-explorer demo` or "
                            "`al-explorer ingest ...` to create it.")
+    writes = args.tag is not None or args.untag is not None or args.add_to_batch or args.remove_from_batch
+    if (writes or args.undo_tag) and (args.count or args.limit is not None):
+        raise CatalogError("--count and --limit only go with listing, not with a write")
+    if args.undo_tag and args.query:
+        raise CatalogError("--undo-tag takes no QUERY: it undoes the newest tag action")
     cat = Catalog.open(path)
     if args.undo_tag:
         last = curation.last_tag_action(cat)
@@ -169,7 +187,10 @@ def cmd_select(args: argparse.Namespace) -> int:
         return 0
     flt, ignored = view.filter_from_link(cat, args.query)
     for key in ignored:
-        print(f"al-explorer: note: ignored {key!r} in the query", file=sys.stderr)
+        print(f"al-explorer: note: ignored {key} in the query", file=sys.stderr)
+    if ignored and writes and not args.force:
+        raise CatalogError("nothing was written: part of the query was ignored (see the notes above), "
+                           "so it would select more than it says; fix it, or pass --force")
     selection = curation.Selection.of_filter(flt)
     if args.tag is not None or args.untag is not None:
         action = (curation.tag(cat, args.tag, selection) if args.tag is not None
@@ -188,6 +209,65 @@ def cmd_select(args: argparse.Namespace) -> int:
             raise CatalogError("--limit must be 0 or more")
         for sample_id in view.filtered_ids(cat, flt, args.limit):
             print(sample_id)
+    return 0
+
+
+def _report_text(rep: dict) -> str:
+    """The report as a short readable text (the same numbers as ``--json``)."""
+    def num(value: float | None, digits: int = 4) -> str:
+        return "n/a" if value is None else f"{value:.{digits}f}"
+
+    lines = [f"run {rep['run']!r}: {rep['n']:,} labeled samples evaluated",
+             f"  accuracy {num(rep['accuracy'])}  balanced accuracy {num(rep['balanced_accuracy'])}  "
+             f"log loss {num(rep['log_loss'])}  top-2 accuracy {num(rep['top2_accuracy'])}  "
+             f"ECE {num(rep['ece'])}"]
+    for name in ("macro", "weighted"):
+        avg = rep[name]
+        lines.append(f"  {name:9s} precision {num(avg['precision'])}  recall {num(avg['recall'])}  "
+                     f"f1 {num(avg['f1'])}")
+    width = max([5, *(len(c) for c in rep["classes"])])
+    lines.append("")
+    lines.append(f"  {'class':{width}s}  precision  recall     f1  support")
+    for name, m in rep["per_class"].items():
+        lines.append(f"  {name:{width}s}  {m['precision']:9.4f}  {m['recall']:6.4f}  {m['f1']:.4f}  "
+                     f"{m['support']:7,}")
+    lines.append("")
+    lines.append("  confusion (rows truth, columns prediction, in the order above):")
+    for name, row in zip(rep["classes"], rep["confusion"], strict=True):
+        lines.append(f"  {name:{width}s}  " + " ".join(f"{v:6d}" for v in row))
+    lines.append("")
+    if rep["worst_slices"]:
+        lines.append("  worst slices (accuracy, 95% interval):")
+        for sl in rep["worst_slices"]:
+            lines.append(f"    {sl['field']} = {sl['value']}: {sl['accuracy']:.4f} "
+                         f"[{sl['ci_low']:.4f}, {sl['ci_high']:.4f}], n {sl['n']:,}")
+    else:
+        lines.append("  worst slices: none large enough")
+    issues = rep["label_issues"]
+    shown = ", ".join(issues[:10]) + (" ..." if len(issues) > 10 else "")
+    lines.append(f"  label issues ({len(issues)} listed, likeliest first): {shown or 'none'}")
+    if "compare" in rep:
+        c = rep["compare"]
+        lines.append(f"  against {c['run']!r}: fixed {c['fixed']:,}, broken {c['broken']:,}, "
+                     f"accuracy {c['accuracy_delta']:+.4f}")
+    return "\n".join(lines)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    import json
+
+    from al_core import diagnostics
+
+    path = resolve_catalog_path(args.catalog)
+    if not path.exists():
+        raise CatalogError(f"The catalog {path} does not exist. Run `al-explorer demo` or "
+                           "`al-explorer ingest ...` to create it.")
+    if args.min_n < 1:
+        raise diagnostics.DiagnosticsError(f"--min-n must be 1 or more, not {args.min_n}")
+    with Catalog.open(path) as cat:
+        rep = diagnostics.report(cat, args.run, split=args.split, compare=args.compare,
+                                 min_n=args.min_n)
+    print(json.dumps(rep) if args.json else _report_text(rep))
     return 0
 
 
@@ -303,6 +383,7 @@ COMMANDS = {
     "import-predictions": cmd_import_predictions,
     "info": cmd_info,
     "select": cmd_select,
+    "report": cmd_report,
     "serve": cmd_serve,
 }
 

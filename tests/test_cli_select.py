@@ -45,13 +45,45 @@ def test_select_lists_and_counts_what_the_app_url_selects(db: str, query: str, w
     assert capsys.readouterr().out.split() == expected[:3]
 
 
-def test_select_names_what_it_ignored(db: str, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["select", "bogus=1&run=no-such-run&f.nofield=x&drill=%7Bjunk", "--catalog", db,
-                 "--count"]) == 0
+@pytest.mark.parametrize(("query", "named"), [
+    ("bogus=1", "bogus (not a filter key)"),
+    ("run=no-such-run", "run=no-such-run (no such run)"),
+    ("f.nofield=x", "f.nofield (not a filter key)"),
+    ("drill=%7Bjunk", "drill (malformed)"),
+    ("conf=junk", "conf=junk (not a valid value)"),
+    ("conf=0.7..0.2", "conf=0.7..0.2 (not a valid value)"),
+    ("f.brightness=abc", "f.brightness=abc (not a valid value)"),
+    ("labeled=unlabled", "labeled=unlabled (not a valid value)"),
+    ("batch=inn", "batch=inn (not a valid value)"),
+    ("outcome=worng", "outcome=worng (not a valid value)"),
+])
+def test_select_names_what_it_ignored_and_will_not_write_wider(db: str, query: str, named: str,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["select", query, "--catalog", db, "--count"]) == 0
     out, err = capsys.readouterr()
-    assert out.strip() == str(len(_ids(db, "TRUE")))
-    for key in ("'bogus'", "'f.nofield'", "run=no-such-run (no such run)", "drill (malformed)"):
-        assert key in err, err
+    assert out.strip() == str(len(_ids(db, "TRUE")))  # what the filter kept: nothing
+    assert f"ignored {named}" in err, err
+    version = Catalog(db).data_version()
+    for write in (["--tag", "x"], ["--add-to-batch"]):
+        assert main(["select", query, "--catalog", db, *write]) == 1
+        assert "nothing was written" in capsys.readouterr().err
+    assert Catalog(db).data_version() == version
+    assert main(["select", query, "--catalog", db, "--tag", "x", "--force"]) == 0
+    assert capsys.readouterr().out.strip() == f"added tag 'x' to {len(_ids(db, 'TRUE')):,} samples"
+
+
+@pytest.mark.parametrize("query", ["tag=why?", "f.weather=fog&conf=0..0.6", "split=train&split=val",
+                                   "f.brightness=0.1..0.4", "labeled=labeled&outcome=correct"])
+def test_valid_queries_ignore_nothing(db: str, query: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["select", query, "--catalog", db, "--count"]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_a_next_batch_link_selects_within_the_batch(db: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["select", "split=val", "--catalog", db, "--add-to-batch"]) == 0
+    capsys.readouterr()
+    assert main(["select", "http://127.0.0.1:8501/batch?labeled=labeled", "--catalog", db]) == 0
+    assert capsys.readouterr().out.split() == _ids(db, "split = 'val' AND label IS NOT NULL")
 
 
 def test_select_tags_batches_and_undoes(db: str, capsys: pytest.CaptureFixture[str]) -> None:
@@ -75,11 +107,13 @@ def test_select_tags_batches_and_undoes(db: str, capsys: pytest.CaptureFixture[s
 @pytest.mark.parametrize(("args", "message"), [
     (["--tag", "  "], "at least one visible character"),
     (["--limit", "-1"], "--limit must be 0 or more"),
+    (["--count", "--tag", "x"], "only go with listing"),
+    (["--undo-tag"], "takes no QUERY"),
 ])
 def test_select_refuses_bad_input_with_a_message(db: str, args: list[str], message: str,
                                                  capsys: pytest.CaptureFixture[str]) -> None:
     version = Catalog(db).data_version()
-    assert main(["select", "", "--catalog", db, *args]) == 1
+    assert main(["select", "split=train" if "--undo-tag" in args else "", "--catalog", db, *args]) == 1
     assert message in capsys.readouterr().err
     assert Catalog(db).data_version() == version
 

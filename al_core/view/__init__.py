@@ -91,7 +91,7 @@ def sample_at(cat: Catalog, flt: Filter, run: RunRef | None, sort: str, index: i
 
 
 #: Keys of an app URL that are not the filter: each page's own state (a link may carry them).
-PAGE_KEYS = frozenset({"drill", "page", "drill_page", "sample"})
+PAGE_KEYS = frozenset({"drill", "page", "drill_page", "sample", "view"})
 FILTER_KEYS = frozenset({"split", "class", "labeled", "tag", "notag", "run", "pred", "conf",
                          "outcome", "batch"})
 
