@@ -397,3 +397,28 @@ def test_the_analyst_flow_filter_find_mistakes_tag_and_batch(
     _wait_total(page, len(expected))
     _shot(page, "batch.png", tmp_path)
     page.close()
+
+
+def test_diagnostics_confusion_cell_opens_its_samples(
+        fresh_app: tuple[str, Path], browser: object, tmp_path: Path) -> None:
+    from al_core.db.catalog import Catalog
+
+    url, path = fresh_app
+    cat = Catalog(path)
+    classes = cat.scalar("SELECT classes FROM model_runs ORDER BY run_id LIMIT 1")
+    best, n = cat.query_rows("SELECT label, count(*) FROM samples WHERE label = pred_label "
+                             "GROUP BY 1 ORDER BY 2 DESC, 1 LIMIT 1")[0]
+    page = browser.new_page(viewport={"width": 1500, "height": 1300})
+    page.goto(f"{url}/diagnostics?view=Confusion", wait_until="domcontentloaded")
+    page.wait_for_selector("h1:has-text('Diagnostics')", timeout=90_000)
+    grid = page.locator(".js-plotly-plot .nsewdrag").first
+    grid.wait_for(timeout=90_000)
+    page.wait_for_timeout(1500)
+    _shot(page, "diagnostics.png", tmp_path)
+    box = grid.bounding_box()
+    i, k = classes.index(best), len(classes)  # the diagonal cell of the most often right class
+    page.mouse.click(box["x"] + (i + 0.5) * box["width"] / k, box["y"] + (i + 0.5) * box["height"] / k)
+    heading = page.locator("h3", has_text=f"Drill-down: labeled {best}, predicted {best}")
+    heading.wait_for(timeout=60_000)
+    _wait_total(page, n)
+    page.close()

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
 
-from al_core.overview.charts import escape_text
+from al_core.overview.charts import escape_text, text_colors
 from al_core.view.filters import Condition, drill_spec
 
 #: Classes shown by name in a confusion matrix; the rest are summed into one row and column.
@@ -46,22 +46,32 @@ def confusion_matrix_figure(confusion: np.ndarray, classes: list[str], normalize
     names_cols = [*names, OTHER] if rest else names
     totals = matrix.sum(axis=1, keepdims=True)
     shown = np.divide(matrix, totals, out=np.zeros_like(matrix), where=totals > 0) if normalize else matrix
-    custom = [[drill_spec(f"labeled {t}, predicted {p}", Condition("label", t), Condition("pred_label", p))
-               if OTHER not in (t, p) and matrix[r, c] > 0 else ""
-               for c, p in enumerate(names_cols)] for r, t in enumerate(names_rows)]
-    text = [[(f"{v:.0%}" if normalize else f"{int(v):,}") if matrix[r, c] else ""
-             for c, v in enumerate(row)] for r, row in enumerate(shown)]
-    fig = go.Figure(go.Heatmap(
-        z=shown, x=names_cols, y=names_rows, customdata=custom, text=text, texttemplate="%{text}",
-        colorscale="Blues", zmin=0, zmax=1 if normalize else max(float(matrix.max()), 1.0),
-        hovertemplate="true %{y}, predicted %{x}: %{text}<extra></extra>",
-        colorbar=dict(title="share of true class" if normalize else "samples")))
-    side = max(360, 28 * len(names_rows) + 160)
-    fig.update_layout(height=min(side, 1400), margin=dict(l=10, r=10, t=40, b=10),
+    cells = [(r, c) for r in range(len(names_rows)) for c in range(len(names_cols)) if matrix[r, c] > 0]
+    custom = [[drill_spec(f"labeled {names_rows[r]}, predicted {names_cols[c]}", Condition("label", names_rows[r]),
+                          Condition("pred_label", names_cols[c]))
+               if OTHER not in (names_rows[r], names_cols[c]) else ""] for r, c in cells]
+    value = [float(shown[r, c]) for r, c in cells]
+    high = 1.0 if normalize else max(float(matrix.max()), 1.0)
+    text = [f"{v:.0%}" if normalize else f"{int(v):,}" for v in value]
+    cell = max(14, min(40, int(900 / max(len(names_cols), 1))))  # px: square markers tile the grid
+    fig = go.Figure(go.Scatter(  # square markers, not a heatmap: each cell is a clickable point
+        x=[names_cols[c] for _, c in cells], y=[names_rows[r] for r, _ in cells], mode="markers+text",
+        text=text, customdata=custom, textfont=dict(size=10 if cell < 30 else 11,
+                                                    color=text_colors(value, 0.0, high, "Blues")),
+        marker=dict(symbol="square", size=cell, color=value, colorscale="Blues", cmin=0, cmax=high,
+                    showscale=True, line=dict(width=0),
+                    colorbar=dict(title="share of true class" if normalize else "samples")),
+        hovertemplate="true %{y}, predicted %{x}: %{text}<extra></extra>"))
+    # every class gets its row and column, also one never predicted (a column with no cell)
+    fig.add_scatter(x=names_cols, y=names_rows, mode="markers", marker=dict(opacity=0), hoverinfo="skip",
+                    showlegend=False)
+    side = (cell + 4) * len(names_rows) + 200
+    fig.update_layout(height=min(max(side, 360), 1600), margin=dict(l=10, r=10, t=40, b=10),
                       title="Confusion matrix" + (" (row-normalized)" if normalize else ""),
-                      xaxis_title="predicted", yaxis_title="ground truth", clickmode="event+select")
-    fig.update_yaxes(autorange="reversed", type="category")
-    fig.update_xaxes(type="category")
+                      xaxis_title="predicted", yaxis_title="ground truth", clickmode="event+select",
+                      showlegend=False)
+    fig.update_yaxes(autorange="reversed", type="category", categoryorder="array", categoryarray=names_rows)
+    fig.update_xaxes(type="category", categoryorder="array", categoryarray=names_cols, tickangle=-45)
     return escape_text(fig)
 
 

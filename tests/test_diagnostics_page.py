@@ -1,0 +1,79 @@
+"""AppTest: the Diagnostics page on the demo: its numbers follow the run, split and filter, a
+confusion cell opens exactly its samples, and run comparison counts match direct queries."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+from conftest import APP, APP_TIMEOUT, direct
+from streamlit.testing.v1 import AppTest
+
+from al_core.db.catalog import Catalog
+from al_core.ingest.predictions import import_predictions_frame
+from al_core.view.filters import Condition, drill_spec
+
+
+def _page(**params: str) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=APP_TIMEOUT)
+    at.query_params.update(params)
+    at.run()
+    at.switch_page("pages/diagnostics.py").run()
+    assert not at.exception, at.exception
+    return at
+
+
+def _metric(at: AppTest, label: str) -> str:
+    return next(m.value for m in at.metric if m.label == label)
+
+
+def _accuracy(path: Path, where: str) -> tuple[int, float]:
+    n, right = direct(path, "SELECT count(*), count(*) FILTER (WHERE label = pred_label) FROM samples "
+                            f"WHERE label IS NOT NULL AND pred_label IS NOT NULL AND {where}")[0]
+    return n, right / n
+
+
+def test_numbers_follow_the_split_and_the_filter(app_catalog: Path) -> None:
+    for params, where in (({}, "TRUE"), ({"split": "test"}, "split = 'test'"),
+                          ({"f.time_of_day": "night"}, "time_of_day = 'night'")):
+        at = _page(**params)
+        n, acc = _accuracy(app_catalog, where)
+        assert _metric(at, "Evaluated") == f"{n:,}"
+        assert _metric(at, "Accuracy") == f"{acc:.1%}"
+
+
+def test_a_confusion_cell_lists_exactly_its_samples(app_catalog: Path) -> None:
+    truth, pred, n = direct(app_catalog, "SELECT label, pred_label, count(*) FROM samples WHERE label IS NOT NULL "
+                                         "AND label <> pred_label GROUP BY ALL ORDER BY 3 DESC, 1, 2 LIMIT 1")[0]
+    at = _page(view="Confusion")
+    fig = json.loads(next(c for c in at.get("plotly_chart")).proto.spec)
+    cells = {c for row in fig["data"][0]["customdata"] for c in row if c}
+    spec = drill_spec(f"labeled {truth}, predicted {pred}", Condition("label", truth), Condition("pred_label", pred))
+    assert spec in cells
+    at.session_state["diagnostics_drill"] = spec
+    at.run()
+    assert f"**{n:,} samples**" in [m.value for m in at.markdown]
+    ids = [re.sub(r"\\(.)", r"\1", c.value).split(" · ")[0] for c in at.caption if " · " in c.value]
+    expected = [r[0] for r in direct(app_catalog, "SELECT sample_id FROM samples WHERE label = "
+                                     f"'{truth}' AND pred_label = '{pred}' ORDER BY 1 LIMIT 24")]
+    assert sorted(ids) == expected
+
+
+def test_run_comparison_counts_match_a_direct_query(app_catalog: Path) -> None:
+    cat = Catalog(app_catalog)
+    rows = cat.query_df("SELECT sample_id, label, pred_label FROM samples WHERE label IS NOT NULL")
+    classes = cat.scalar("SELECT classes FROM model_runs ORDER BY run_id LIMIT 1")
+    flipped = rows["pred_label"].where(rows.index % 3 != 0, rows["label"])  # fixes every third
+    flipped = flipped.where(rows.index % 7 != 1, classes[0])  # and predicts class 0 on some
+    import_predictions_frame(cat, pd.DataFrame({"sample_id": rows["sample_id"], "pred_label": flipped}),
+                             run="second", classes=list(classes), source="test")
+    at = _page(run="baseline-cnn", view="Compare runs")
+    base = dict(zip(rows["sample_id"], rows["pred_label"], strict=True))
+    new = dict(zip(rows["sample_id"], flipped, strict=True))
+    truth = dict(zip(rows["sample_id"], rows["label"], strict=True))
+    fixed = sum(base[s] == truth[s] and new[s] != truth[s] for s in truth)  # right in baseline, wrong in second
+    broken = sum(base[s] != truth[s] and new[s] == truth[s] for s in truth)
+    assert _metric(at, "Fixed (wrong in second)") == f"{fixed:,}"
+    assert _metric(at, "Broken (right in second)") == f"{broken:,}"
