@@ -41,10 +41,14 @@ def _headline(ev: diagnostics.Evaluation) -> None:
         st.caption(plain(note))
 
 
+PERCENT = {c: st.column_config.NumberColumn(format="percent") for c in
+           ("precision", "recall", "f1", "accuracy", "ci_low", "ci_high", "gap")}
+
+
 def _table_drill(frame: pd.DataFrame, key: str, spec_of: Callable[[int], str]) -> None:
     """A table whose selected row opens its drill-down (handled once per selection)."""
     event = st.dataframe(frame, key=DRILL.key(key), hide_index=True, on_select="rerun",
-                         selection_mode="single-row", width="stretch")
+                         selection_mode="single-row", width="stretch", column_config=PERCENT)
     rows = event.selection.get("rows", []) if event else []
     if rows and st.session_state.get(f"_{key}_picked") != (DRILL.key(key), rows[0]):
         st.session_state[f"_{key}_picked"] = (DRILL.key(key), rows[0])
@@ -60,7 +64,7 @@ def _per_class(ev: diagnostics.Evaluation) -> None:
 
 def _slices(cat: Catalog, flt: Filter) -> None:
     frame = diagnostics.slices(cat, flt.run, flt, min_n=st.session_state.get("dx_min_n", 30))
-    st.number_input("Smallest slice ranked", 1, 10_000, 30, key="dx_min_n",
+    st.number_input("Smallest slice ranked", 1, 10_000, 30, key="dx_min_n", width=220,
                     help="Slices with fewer samples are listed after the ranked ones: their accuracy means little.")
     shown = frame.drop(columns="conditions")
     st.caption("Worst first among slices with enough samples; accuracy with its Wilson 95% interval, "
@@ -92,7 +96,7 @@ def _label_errors(cat: Catalog, flt: Filter) -> None:
     if issues.empty:
         st.info(plain(issues.attrs.get("reason") or "No likely label errors in this view."))
         return
-    top = st.number_input("Top", 1, max(1, len(issues)), min(50, len(issues)), key="dx_issue_top")
+    top = st.number_input("Top", 1, max(1, len(issues)), min(50, len(issues)), key="dx_issue_top", width=220)
     head = issues.head(int(top))
     st.button(f"Tag these {len(head):,} '{REVIEW_TAG}' and add them to the next batch", key="dx_issue_tag",
               on_click=_tag_issues, args=(cat, head["sample_id"].tolist()), icon=":material/sell:")

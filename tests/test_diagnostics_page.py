@@ -77,3 +77,19 @@ def test_run_comparison_counts_match_a_direct_query(app_catalog: Path) -> None:
     broken = sum(base[s] != truth[s] and new[s] == truth[s] for s in truth)
     assert _metric(at, "Fixed (wrong in second)") == f"{fixed:,}"
     assert _metric(at, "Broken (right in second)") == f"{broken:,}"
+
+
+def test_label_errors_are_tagged_for_review_and_batched_in_one_click(app_catalog: Path) -> None:
+    from al_core import curation, diagnostics, view
+    from al_core.view.filters import Filter
+
+    at = _page(view="Label errors")
+    cat = Catalog(app_catalog)
+    run = next(iter(view.list_runs(cat).values()))[0]
+    issues = diagnostics.label_issues(cat, run, Filter(run=run))
+    assert len(issues) > 0, "the demo has likely label errors"
+    top = issues["sample_id"].head(50).tolist()
+    at.button(key="dx_issue_tag").click().run()
+    assert not at.exception
+    assert sorted(r[0] for r in direct(app_catalog, "SELECT sample_id FROM tags WHERE tag = 'review-label'")) == sorted(top)
+    assert sorted(curation.batch_items(cat)["sample_id"]) == sorted(top)
