@@ -52,3 +52,35 @@ def write_section(name: str, body: str) -> None:
     text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
     BENCHMARKS.parent.mkdir(parents=True, exist_ok=True)
     BENCHMARKS.write_text(text)
+
+
+def synthetic_catalog(folder: Path, rows: int, n_classes: int, want: dict,
+                      extra: Callable[[object], None] | None = None) -> Path:
+    """A catalog of ``rows`` synthetic samples (``bench_ingest.make_files``) with one model run of
+    ``n_classes`` classes, built once in ``folder``; rebuilt when ``want`` (its stamp) changes.
+    ``extra(cat)`` adds what a bench needs beyond that (tags, say)."""
+    import json
+    import shutil
+
+    from bench_ingest import make_files
+
+    from al_core.db.catalog import Catalog
+    from al_core.ingest import import_predictions, ingest_manifest
+
+    path, stamp = folder / "catalog.duckdb", folder / "built.json"
+    if path.exists() and stamp.exists() and json.loads(stamp.read_text()) == want:
+        return path
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(parents=True)
+    t0 = time.perf_counter()
+    manifest, preds = make_files(folder, rows, n_classes)
+    with Catalog.open(path) as cat:
+        ingest_manifest(cat, manifest, probe=False, progress=False)
+        import_predictions(cat, preds, "bench-run")
+        if extra is not None:
+            extra(cat)
+    manifest.unlink()
+    preds.unlink()
+    stamp.write_text(json.dumps(want))
+    print(f"built {path} ({rows:,} samples, {n_classes} classes) in {time.perf_counter() - t0:.0f} s", flush=True)
+    return path

@@ -13,10 +13,7 @@ a fresh plain connection to the same file. Prints a markdown table (BENCHMARKS.m
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
 import sys
-import time
 from functools import partial
 from pathlib import Path
 
@@ -26,7 +23,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
-from _report import machine, median_time  # noqa: E402
+from _report import machine, median_time, synthetic_catalog  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 STAMP = "v1"
@@ -34,30 +31,8 @@ TARGETS = {"page reads": 1.0, "label issues": 5.0}
 
 
 def build_catalog(rows: int, n_classes: int) -> Path:
-    from bench_ingest import make_files
-
-    from al_core.db.catalog import Catalog
-    from al_core.ingest import import_predictions, ingest_manifest
-
-    folder = OUT / f"diagnostics_n{rows}_k{n_classes}"
-    path = folder / "catalog.duckdb"
-    stamp = folder / "built.json"
-    want = {"rows": rows, "classes": n_classes, "v": STAMP}
-    if path.exists() and stamp.exists() and json.loads(stamp.read_text()) == want:
-        return path
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    t0 = time.perf_counter()
-    manifest, preds = make_files(folder, rows, n_classes)
-    with Catalog.open(path) as cat:
-        ingest_manifest(cat, manifest, probe=False, progress=False)
-        import_predictions(cat, preds, "bench-run")
-    manifest.unlink()
-    preds.unlink()
-    stamp.write_text(json.dumps(want))
-    print(f"built {path} ({rows:,} predictions, {n_classes} classes) in "
-          f"{time.perf_counter() - t0:.0f} s", flush=True)
-    return path
+    return synthetic_catalog(OUT / f"diagnostics_n{rows}_k{n_classes}", rows, n_classes,
+                             {"rows": rows, "classes": n_classes, "v": STAMP})
 
 
 # ------------------------------------------------------------------------- raw baselines

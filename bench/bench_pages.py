@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -37,7 +36,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(ROOT))
-from _report import machine, write_section  # noqa: E402
+from _report import machine, synthetic_catalog, write_section  # noqa: E402
 
 OUT = ROOT / "bench" / "out"
 APP = str(ROOT / "app.py")
@@ -45,7 +44,7 @@ CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
          "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 METRIC = '[data-testid="stMetricValue"]'
-PAGES = {"overview": "pages/overview.py", "samples": "pages/samples.py"}
+PAGES = {"overview": "pages/overview.py", "samples": "pages/samples.py", "diagnostics": "pages/diagnostics.py"}
 
 #: filter name -> the URL query a shared link would carry (bench catalog: see bench_ingest.make_files)
 FILTERS: dict[str, dict[str, list[str]]] = {
@@ -280,33 +279,14 @@ def _read_only_counts(path: Path) -> Iterator[int]:
 # ---------------------------------------------------------------------------- pages at 1M
 def build_catalog(rows: int) -> Path:
     """A synthetic catalog of ``rows`` samples with one model run and tags, built once in bench/out/."""
-    from bench_ingest import make_files
-
-    from al_core.db.catalog import Catalog
-    from al_core.ingest import import_predictions, ingest_manifest
-
-    folder = OUT / f"pages_n{rows}"
-    path = folder / "catalog.duckdb"
-    stamp = folder / "built.json"
-    want = {"rows": rows, "tags": TAGS, "v": BUILD_STAMP}
-    if path.exists() and stamp.exists() and json.loads(stamp.read_text()) == want:
-        return path
-    shutil.rmtree(folder, ignore_errors=True)
-    folder.mkdir(parents=True)
-    t0 = time.perf_counter()
-    manifest, preds = make_files(folder, rows, 10)
-    with Catalog.open(path) as cat:
-        ingest_manifest(cat, manifest, probe=False, progress=False)
-        import_predictions(cat, preds, "bench-run")
+    def tags(cat: Any) -> None:
         with cat.transaction("bench: tags") as cur:
             for tag, every in TAGS.items():
                 cur.execute("INSERT INTO tags SELECT sample_id, ?, now()::TIMESTAMP FROM samples "
                             "WHERE hash(sample_id || ?) % ? = 0", [tag, tag, every])
-    manifest.unlink()
-    preds.unlink()
-    stamp.write_text(json.dumps(want))
-    print(f"built {path} ({rows:,} samples) in {time.perf_counter() - t0:.0f} s", flush=True)
-    return path
+
+    return synthetic_catalog(OUT / f"pages_n{rows}", rows, 10, {"rows": rows, "tags": TAGS, "v": BUILD_STAMP},
+                             extra=tags)
 
 
 class Recorder:

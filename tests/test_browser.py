@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -42,11 +43,20 @@ def served(demo_build: tuple[Path, object], tmp_path_factory: pytest.TempPathFac
     con = duckdb.connect(str(path), read_only=True)
     counts = dict(con.execute("SELECT label, count(*) FROM samples WHERE label IS NOT NULL GROUP BY 1").fetchall())
     con.close()
+    with _serving(path) as url:
+        yield url, path, counts
+
+
+@contextlib.contextmanager
+def _serving(path: Path) -> Iterator[str]:
+    """The app on ``path`` for the block: its URL; stopped after."""
     proc, url, log = _serve(path)
-    yield url, path, counts
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+        log.close()
 
 
 def _serve(path: Path) -> tuple[subprocess.Popen, str, object]:
@@ -226,11 +236,8 @@ def hostile_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str,
         for i, text in enumerate(HOSTILE):  # tags are user text too
             curation.tag(cat, text, curation.Selection.of_ids([f"{text} #{i}"]))
         curation.add_to_batch(cat, curation.Selection.of_filter(Filter()))
-    proc, url, log = _serve(path)
-    yield url, path
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
+    with _serving(path) as url:
+        yield url, path
 
 
 def test_user_text_is_shown_literally_and_nothing_is_fetched_from_outside(
@@ -313,11 +320,8 @@ def fresh_app(demo_build: tuple[Path, object], tmp_path: Path) -> Iterator[tuple
     """The app on a fresh copy of the demo (the module's other tests add samples and runs)."""
     path = tmp_path / "fresh.duckdb"
     shutil.copy(demo_build[0], path)
-    proc, url, log = _serve(path)
-    yield url, path
-    proc.terminate()
-    proc.wait(timeout=30)
-    log.close()
+    with _serving(path) as url:
+        yield url, path
 
 
 def test_the_analyst_flow_filter_find_mistakes_tag_and_batch(
