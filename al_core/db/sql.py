@@ -185,8 +185,7 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 tag VARCHAR NOT NULL,
                 n INTEGER NOT NULL,
                 created_at TIMESTAMP NOT NULL,
-                undone_at TIMESTAMP,
-                origin VARCHAR)""",
+                undone_at TIMESTAMP)""",
             # the samples an action changed (for 'remove', with the tag's original time)
             """CREATE TABLE tag_action_items (
                 action_id INTEGER NOT NULL,
@@ -194,6 +193,11 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
                 tagged_at TIMESTAMP,
                 PRIMARY KEY (action_id, sample_id))""",
         ],
+    ),
+    (
+        4,
+        "curation: who did a tag action (the app, the CLI), shown beside its undo",
+        ["ALTER TABLE tag_actions ADD COLUMN origin VARCHAR"],
     ),
 ]
 
