@@ -197,7 +197,7 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
     (
         4,
         "curation: who did a tag action (the app, the CLI), shown beside its undo",
-        ["ALTER TABLE tag_actions ADD COLUMN origin VARCHAR"],
+        ["ALTER TABLE tag_actions ADD COLUMN IF NOT EXISTS origin VARCHAR"],
     ),
 ]
 
