@@ -103,12 +103,7 @@ def _label_errors(cat: Catalog, flt: Filter) -> None:
     st.caption(f"{len(issues):,} samples whose label the model contradicts with confidence (per-class "
                "thresholds, confident learning), likeliest first. Select a row to open the sample; "
                f"the tag `{REVIEW_TAG}` filters them in any gallery.")
-    event = st.dataframe(head, key="dx_issues", hide_index=True, on_select="rerun",
-                         selection_mode="single-row", width="stretch")
-    rows = event.selection.get("rows", []) if event else []
-    if rows and st.session_state.get("_dx_issue_open") != rows[0]:
-        st.session_state["_dx_issue_open"] = rows[0]
-        open_sample(str(head["sample_id"].iloc[rows[0]]), None, None)
+    _open_on_select(head, "dx_issues")
 
 
 def _compare(cat: Catalog, flt: Filter, runs: dict) -> None:
@@ -127,8 +122,18 @@ def _compare(cat: Catalog, flt: Filter, runs: dict) -> None:
                  width="stretch")
     for what in ("fixed", "broken"):
         ids = [r[0] for r in cat.query_rows(res[f"{what}_query"])]
-        with st.expander(f"{what.title()}: {len(ids):,} samples"):
-            st.dataframe({"sample_id": ids}, key=f"dx_{what}_ids", hide_index=True, width="stretch")
+        with st.expander(f"{what.title()}: {len(ids):,} samples (select one to open it)"):
+            _open_on_select(pd.DataFrame({"sample_id": ids}), f"dx_{what}_ids")
+
+
+def _open_on_select(frame: pd.DataFrame, key: str) -> None:
+    """A table of samples; the selected row's sample opens in its detail (once per selection)."""
+    event = st.dataframe(frame, key=key, hide_index=True, on_select="rerun", selection_mode="single-row",
+                         width="stretch", column_config=PERCENT)
+    rows = event.selection.get("rows", []) if event else []
+    if rows and st.session_state.get(f"_{key}_open") != rows[0]:
+        st.session_state[f"_{key}_open"] = rows[0]
+        open_sample(str(frame["sample_id"].iloc[rows[0]]), None, None)
 
 
 cat = catalog()

@@ -568,3 +568,32 @@ def test_report_keys_and_numbers(tmp_path: Path) -> None:
     assert set(rep["compare"]) == {"run", "fixed", "broken", "accuracy_delta"}
     assert rep["compare"]["run"] == "other"
     assert math.isfinite(rep["log_loss"])
+
+
+def test_a_confusion_matrix_of_many_classes_shows_the_most_confused_and_groups_the_rest() -> None:
+    import json
+
+    from al_core.diagnostics import charts
+    from al_core.view.filters import parse_drill
+
+    k = 120
+    rng = np.random.default_rng(7)
+    cm = np.diag(rng.integers(5, 50, k))
+    cm[3, 7], cm[50, 2], cm[119, 118] = 40, 30, 20  # the confused ones
+    classes = [f"c{i}" for i in range(k)]
+    order = charts.confusion_order(cm, classes, top=30)
+    assert len(order) == 30 and {3, 7, 50, 2, 119, 118} <= set(order)
+    fig = json.loads(charts.confusion_matrix_figure(cm, classes, normalize=False, top=30).to_json())
+    cells = fig["data"][0]
+    assert charts.OTHER in cells["y"] and charts.OTHER in cells["x"]
+    assert set(fig["layout"]["yaxis"]["categoryarray"]) == {*(classes[i] for i in order), charts.OTHER}
+    for x, y, (spec,), text in zip(cells["x"], cells["y"], cells["customdata"], cells["text"], strict=True):
+        if charts.OTHER in (x, y):
+            assert spec == ""  # a grouped cell opens no gallery
+            continue
+        title, conds = parse_drill(spec)
+        assert [(c.column, c.value) for c in conds] == [("label", y), ("pred_label", x)]
+        assert int(text.replace(",", "")) == cm[classes.index(y), classes.index(x)]
+    other_total = sum(int(t.replace(",", "")) for x, y, t in zip(cells["x"], cells["y"], cells["text"], strict=True)
+                      if charts.OTHER in (x, y))
+    assert other_total + sum(cm[i, j] for i in order for j in order) == cm.sum()

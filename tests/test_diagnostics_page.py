@@ -93,3 +93,17 @@ def test_label_errors_are_tagged_for_review_and_batched_in_one_click(app_catalog
     assert not at.exception
     assert sorted(r[0] for r in direct(app_catalog, "SELECT sample_id FROM tags WHERE tag = 'review-label'")) == sorted(top)
     assert sorted(curation.batch_items(cat)["sample_id"]) == sorted(top)
+
+
+def test_the_run_picked_in_the_sidebar_is_the_one_evaluated(app_catalog: Path) -> None:
+    cat = Catalog(app_catalog)
+    rows = cat.query_df("SELECT sample_id, label FROM samples WHERE label IS NOT NULL ORDER BY sample_id")
+    classes = list(cat.scalar("SELECT classes FROM model_runs ORDER BY run_id LIMIT 1"))
+    guess = [lab if i % 4 else classes[0] for i, lab in enumerate(rows["label"])]  # right 3 in 4, roughly
+    import_predictions_frame(cat, pd.DataFrame({"sample_id": rows["sample_id"], "pred_label": guess}),
+                             run="guesser", classes=classes, source="test")
+    expected = sum(g == t for g, t in zip(guess, rows["label"], strict=True)) / len(guess)
+    at = _page(run="guesser")
+    assert _metric(at, "Accuracy") == f"{expected:.1%}"
+    at = _page(run="baseline-cnn")
+    assert _metric(at, "Accuracy") != f"{expected:.1%}"
