@@ -127,6 +127,29 @@ def bench_catalog(path: Path, k: int, repeats: int) -> list[str]:
                  f"{issues:.2f} | {raw:.2f} | {TARGETS['label issues']:g} | {found.attrs['n_checked']:,} |")
     print(lines[-1], flush=True)
     cat.close()
+    lines += page_scripts(path, k, repeats)
+    return lines
+
+
+#: Diagnostics views timed as whole page runs (the URL's ``view``; the first is the default).
+PAGE_VIEWS = ["Per class", "Confusion", "Slices", "Calibration"]
+
+
+def page_scripts(path: Path, k: int, repeats: int) -> list[str]:
+    """The Diagnostics page's whole script per view (AppTest, caches cleared, fresh connection)."""
+    import os
+    import statistics
+
+    from bench_pages import script_run
+
+    os.environ["AL_EXPLORER_CATALOG"] = str(path)
+    script_run(path, "diagnostics", {})  # warm: imports and the script's code
+    lines = []
+    for view in PAGE_VIEWS:
+        times = [script_run(path, "diagnostics", {"view": [view]}) for _ in range(repeats)]
+        lines.append(f"| {k} | whole page script, view {view} | {statistics.median(times):.2f} |  | "
+                     f"{TARGETS['page reads']:g} | |")
+        print(lines[-1], flush=True)
     return lines
 
 
