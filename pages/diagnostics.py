@@ -64,6 +64,7 @@ def _per_class(ev: diagnostics.Evaluation) -> None:
 
 def _slices(cat: Catalog, flt: Filter) -> None:
     frame = diagnostics.slices(cat, flt.run, flt, min_n=st.session_state.get("dx_min_n", 30))
+    frame = frame[frame["n"] < frame.attrs.get("n", 0)].reset_index(drop=True)  # a slice of all: no news
     st.number_input("Smallest slice ranked", 1, 10_000, 30, key="dx_min_n", width=220,
                     help="Slices with fewer samples are listed after the ranked ones: their accuracy means little.")
     shown = frame.drop(columns="conditions")

@@ -107,3 +107,13 @@ def test_the_run_picked_in_the_sidebar_is_the_one_evaluated(app_catalog: Path) -
     assert _metric(at, "Accuracy") == f"{expected:.1%}"
     at = _page(run="baseline-cnn")
     assert _metric(at, "Accuracy") != f"{expected:.1%}"
+
+
+def test_slices_worst_first_without_the_slice_the_filter_already_is(app_catalog: Path) -> None:
+    at = _page(split="test", view="Slices")
+    table = at.dataframe[0].value
+    assert "split" not in set(table["field"])  # every evaluated sample is in split test: no news
+    ranked = table[table["enough"]]
+    assert list(ranked["gap"]) == sorted(ranked["gap"])
+    n_test = direct(app_catalog, "SELECT count(*) FROM samples WHERE split = 'test' AND label IS NOT NULL")[0][0]
+    assert (table["n"] < n_test).all()
