@@ -4,6 +4,7 @@ number drills down to the images behind it."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import pandas as pd
 import streamlit as st
@@ -15,13 +16,18 @@ from al_core.view.filters import Condition, Filter, drill_spec
 from pages._ui import url
 from pages._ui.detail import open_sample
 from pages._ui.drill import DrillDown
-from pages._ui.shell import catalog, empty_state
+from pages._ui.shell import call, catalog, empty_state
 from pages._ui.sidebar import sidebar_filter
 from pages._ui.text import plain
 
 DRILL = DrillDown("diagnostics", "dx")
 VIEWS = ["Per class", "Confusion", "Slices", "Calibration", "Label errors", "Compare runs"]
 REVIEW_TAG = "review-label"
+
+
+def _dx(cat: Catalog, func: str, flt: Filter, **kwargs: object) -> Any:
+    """``al_core.diagnostics.<func>(cat, run, flt, ...)`` for the filter's run, cached per data version."""
+    return call(cat, func, flt.run, flt, module="diagnostics", **kwargs)
 
 
 def _pct(value: float | None) -> str:
@@ -63,7 +69,7 @@ def _per_class(ev: diagnostics.Evaluation) -> None:
 
 
 def _slices(cat: Catalog, flt: Filter) -> None:
-    frame = diagnostics.slices(cat, flt.run, flt, min_n=st.session_state.get("dx_min_n", 30))
+    frame = _dx(cat, "slices", flt, min_n=st.session_state.get("dx_min_n", 30))
     frame = frame[frame["n"] < frame.attrs.get("n", 0)].reset_index(drop=True)  # a slice of all: no news
     st.number_input("Smallest slice ranked", 1, 10_000, 30, key="dx_min_n", width=220,
                     help="Slices with fewer samples are listed after the ranked ones: their accuracy means little.")
@@ -77,7 +83,7 @@ def _slices(cat: Catalog, flt: Filter) -> None:
 def _calibration(cat: Catalog, flt: Filter) -> None:
     mass = st.segmented_control("Bins", ["equal width", "equal mass"], default="equal width",
                                 key="dx_bins") == "equal mass"
-    bins, ece = diagnostics.calibration(cat, flt.run, flt, equal_mass=mass)
+    bins, ece = _dx(cat, "calibration", flt, equal_mass=mass)
     st.metric(f"Expected calibration error ({'equal mass' if mass else 'equal width'}, {len(bins)} bins)",
               f"{ece:.3f}")
     left, right = st.columns(2)
@@ -93,7 +99,7 @@ def _tag_issues(cat: Catalog, ids: list[str]) -> None:
 
 
 def _label_errors(cat: Catalog, flt: Filter) -> None:
-    issues = diagnostics.label_issues(cat, flt.run, flt)
+    issues = _dx(cat, "label_issues", flt)
     if issues.empty:
         st.info(plain(issues.attrs.get("reason") or "No likely label errors in this view."))
         return
@@ -113,7 +119,7 @@ def _compare(cat: Catalog, flt: Filter, runs: dict) -> None:
         st.info("Only one model run in the catalog: import another to compare.")
         return
     other = st.selectbox("Compare with", others, key="dx_other")
-    res = diagnostics.compare(cat, flt.run, runs[other][0], flt)
+    res = call(cat, "compare", flt.run, runs[other][0], flt, module="diagnostics")
     a, b, c, d = st.columns(4)
     a.metric("Both evaluated", f"{res['n']:,}")
     b.metric("Accuracy change", f"{res['accuracy_delta']:+.1%}")
@@ -150,7 +156,7 @@ if not empty_state(cat):
     if "_dx_flash" in st.session_state:
         st.toast(plain(st.session_state.pop("_dx_flash")), icon=":material/check_circle:")
     try:
-        ev = diagnostics.evaluate(cat, flt.run, flt)
+        ev = _dx(cat, "evaluate", flt)
     except diagnostics.DiagnosticsError as err:
         st.info(plain(str(err)))
         st.stop()

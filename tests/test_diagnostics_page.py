@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 
 import pandas as pd
+import pytest
 from conftest import APP, APP_TIMEOUT, direct
 from streamlit.testing.v1 import AppTest
 
@@ -117,3 +118,23 @@ def test_slices_worst_first_without_the_slice_the_filter_already_is(app_catalog:
     assert list(ranked["gap"]) == sorted(ranked["gap"])
     n_test = direct(app_catalog, "SELECT count(*) FROM samples WHERE split = 'test' AND label IS NOT NULL")[0][0]
     assert (table["n"] < n_test).all()
+
+
+def test_a_rerun_for_a_click_does_not_evaluate_again(app_catalog: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The page's diagnostics are computed once per catalog data version, not on every rerun."""
+    import streamlit as st
+
+    from al_core import diagnostics
+
+    st.cache_data.clear()
+    calls: list[int] = []
+    real = diagnostics.evaluate
+    monkeypatch.setattr(diagnostics, "evaluate", lambda *a, **k: calls.append(1) or real(*a, **k))
+    at = _page(view="Confusion")
+    assert len(calls) == 1
+    at.segmented_control(key="dx_norm").set_value("row share").run()
+    assert not at.exception and len(calls) == 1
+    with Catalog(app_catalog).transaction("test: a write bumps the data version"):
+        pass
+    at.run()
+    assert len(calls) == 2

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pandas as pd
 
 from al_core.db import sql as db_sql
 from al_core.db.catalog import Catalog
 from al_core.view import sql
-from al_core.view.filters import Filter
+from al_core.view.filters import Filter, drill_from_link
 from al_core.view.sql import NULL_VALUE, RunRef
 
 __all__ = ["NULL_VALUE", "RunRef", "count_filtered", "distinct_values", "field_range", "filter_from_link", "filtered_ids",
@@ -105,11 +107,6 @@ def filter_from_link(cat: Catalog, link: str) -> tuple[Filter, list[str]]:
     a choice that does not exist, an unknown run or field), so a caller can refuse to act on a
     wider selection than the link meant.
     """
-    from dataclasses import replace
-    from urllib.parse import parse_qs, urlsplit
-
-    from al_core.view.filters import drill_from_link
-
     is_url = link.startswith(("http://", "https://", "/", "?"))
     parts = urlsplit(link) if is_url else None
     params = parse_qs(parts.query if parts else link, keep_blank_values=True)

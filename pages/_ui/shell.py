@@ -9,10 +9,9 @@ from typing import Any
 
 import streamlit as st
 
-from al_core import curation, overview, view
+from al_core import curation, diagnostics, overview, view
 from al_core.db.catalog import Catalog, resolve_catalog_path
 from al_core.errors import CatalogBusyError, CatalogError
-from al_core.view.filters import Filter
 from pages._ui import detail, url
 from pages._ui.text import plain
 
@@ -149,17 +148,23 @@ def empty_state(cat: Catalog) -> bool:
     return True
 
 
+#: The libraries whose results pages cache (a whitelist: a page names one by key).
+CACHED_MODULES = {"overview": overview, "diagnostics": diagnostics}
+
+
 @st.cache_data(show_spinner=False, max_entries=512)
-def cached(func: str, path: str, version: tuple[int, int], flt: Filter, *args: Any) -> Any:
-    """Run ``al_core.overview.<func>(cat, flt, *args)``, cached per (catalog, version, filter, args)."""
+def cached(module: str, func: str, path: str, version: tuple[int, int], *args: Any, **kwargs: Any) -> Any:
+    """Run ``al_core.<module>.<func>(cat, *args, **kwargs)``, cached per (catalog, version, args)."""
     del version  # part of the cache key only
-    return getattr(overview, func)(_open_catalog(path), flt, *args)
+    return getattr(CACHED_MODULES[module], func)(_open_catalog(path), *args, **kwargs)
 
 
-def call(cat: Catalog, func: str, flt: Filter, *args: Any) -> Any:
+def call(cat: Catalog, func: str, *args: Any, module: str = "overview", **kwargs: Any) -> Any:
+    """``al_core.<module>.<func>(cat, *args, **kwargs)``, computed once per catalog data version:
+    a rerun for a click elsewhere on the page reads it from the cache."""
     # the file's identity too: a catalog rebuilt at the same path may reach the same data version
     try:
         identity = (cat.path.stat().st_ino, cat.data_version())
     except FileNotFoundError:
         raise CatalogError(f"The catalog {cat.path} no longer exists.") from None
-    return cached(func, str(cat.path.resolve()), identity, flt, *args)
+    return cached(module, func, str(cat.path.resolve()), identity, *args, **kwargs)

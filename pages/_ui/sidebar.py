@@ -27,8 +27,7 @@ def _seed_widgets(fields: dict[str, str], runs: dict[str, view.RunRef]) -> None:
     """Give this page's filter widgets the session's filter: from the URL on the first run (a
     shared link reproduces the view), from the last page's widgets after a page switch."""
     if _STATE not in st.session_state:
-        params = {k: st.query_params.get_all(k) for k in st.query_params}
-        flt = Filter.from_query_params(params, fields, runs)
+        flt = _from_url(fields, runs)
         state: dict[str, Any] = {"flt_split": list(flt.splits), "flt_class": list(flt.classes),
                                  "flt_labeled": flt.labeled, "flt_tag": list(flt.tags),
                                  "flt_pred": list(flt.pred_classes), "flt_outcome": flt.outcome,
@@ -127,8 +126,11 @@ def _model_widgets(runs: dict[str, tuple[view.RunRef, list[str]]]) -> dict[str, 
 def link_filter(cat: Catalog) -> Filter:
     """The filter the URL describes, without drawing the sidebar (a first paint's quick look)."""
     runs = {name: ref for name, (ref, _) in view.list_runs(cat).items()}
-    params = {k: st.query_params.get_all(k) for k in st.query_params}
-    return Filter.from_query_params(params, cat.metadata_fields(), runs)
+    return _from_url(cat.metadata_fields(), runs)
+
+
+def _from_url(fields: dict[str, str], runs: dict[str, view.RunRef]) -> Filter:
+    return Filter.from_query_params({k: st.query_params.get_all(k) for k in st.query_params}, fields, runs)
 
 
 def sidebar_filter(cat: Catalog) -> Filter:
