@@ -597,3 +597,17 @@ def test_a_confusion_matrix_of_many_classes_shows_the_most_confused_and_groups_t
     other_total = sum(int(t.replace(",", "")) for x, y, t in zip(cells["x"], cells["y"], cells["text"], strict=True)
                       if charts.OTHER in (x, y))
     assert other_total + sum(cm[i, j] for i in order for j in order) == cm.sum()
+
+
+def test_a_label_the_model_itself_predicts_is_not_an_issue() -> None:
+    """An underfit class gets a low threshold; a sample whose label is the model's own top class
+    is still not flagged just because it reaches that low threshold (cleanlab's "both")."""
+    from al_core.diagnostics.metrics import confident_issues
+
+    probs = np.array([[0.9, 0.1]] * 5 + [[0.6, 0.4]] + [[0.7, 0.3]] * 3 + [[0.2, 0.8]])
+    labels = np.array([0] * 6 + [1] * 3 + [0])
+    out = confident_issues(probs, labels)
+    assert out["thresholds"][1] == pytest.approx(0.3)
+    assert not out["issue"][5]  # labeled 0, predicted 0, reaches class 1's low threshold: kept
+    assert out["issue"].tolist() == [False] * 9 + [True]  # labeled 0, the model is sure of 1
+    assert out["suggested"][9] == 1

@@ -178,7 +178,9 @@ def confident_issues(probs: np.ndarray, labels: np.ndarray) -> dict[str, np.ndar
     an index into the K columns, shape (n,). The threshold of class j is the mean of p_j over
     the samples labeled j (+inf for a class nobody is labeled with, so it is never suggested).
     A sample labeled i is an issue when, among the classes whose probability reaches their
-    threshold, the most probable one is some j != i; j is the suggestion.
+    threshold, the most probable one is some j != i (j is the suggestion), and the most
+    probable class overall is not i either (cleanlab's ``filter_by="both"``: an underfit class
+    with low thresholds does not turn the labels the model agrees with into issues).
 
     Returns arrays of shape (n,): ``issue`` (bool), ``suggested`` (column index, -1 where no
     issue), ``self_confidence`` (p_i) and ``score`` (the normalized margin
@@ -209,7 +211,9 @@ def confident_issues(probs: np.ndarray, labels: np.ndarray) -> dict[str, np.ndar
         above = p >= t[None, :]
         b = np.where(above, p, -np.inf).argmax(axis=1)
         best[start:start + len(p)] = b
-        issue[start:start + len(p)] = above.any(axis=1) & (b != lab)
+        # off the confident joint's diagonal, and the model's own top class disagrees too
+        # (cleanlab's "both"): a label the model predicts is not called an error
+        issue[start:start + len(p)] = above.any(axis=1) & (b != lab) & (p.argmax(axis=1) != lab)
         if k > 1:
             others = np.array(p, dtype=np.float64 if p.dtype.kind != "f" else p.dtype)
             others[r, lab] = -np.inf
