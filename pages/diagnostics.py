@@ -70,7 +70,7 @@ def _per_class(ev: diagnostics.Evaluation) -> None:
 
 def _slices(cat: Catalog, flt: Filter) -> None:
     frame = _dx(cat, "slices", flt, min_n=st.session_state.get("dx_min_n", 30))
-    frame = frame[frame["n"] < frame.attrs.get("n", 0)].reset_index(drop=True)  # a slice of all: no news
+    frame = diagnostics.informative(frame)
     st.number_input("Smallest slice ranked", 1, 10_000, 30, key="dx_min_n", width=220,
                     help="Slices with fewer samples are listed after the ranked ones: their accuracy means little.")
     shown = frame.drop(columns="conditions")
@@ -161,6 +161,9 @@ if not empty_state(cat):
         st.info(plain(str(err)))
         st.stop()
     _headline(ev)
+    if not flt.splits:  # the run learned from its train split: scored on it, it looks better than it is
+        st.warning("This evaluates every labeled sample, training data included. For an honest "
+                   "estimate, pick the test (or val) split in the sidebar.", icon=":material/warning:")
     drill_box = st.container()
     shown = st.segmented_control("View", VIEWS, default=url.get("view") if url.get("view") in VIEWS else VIEWS[0],
                                  key="dx_view") or VIEWS[0]

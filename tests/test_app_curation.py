@@ -74,7 +74,7 @@ def test_tag_without_a_name_says_so_and_writes_nothing(app_catalog: Path) -> Non
     version = Catalog(app_catalog).data_version()
     at.button(key="samples_tag_add").click().run()
     assert not at.exception
-    assert [e.value for e in at.error] == ["A tag needs at least one visible character\\."]
+    assert [w.value for w in at.warning] == ["Pick a tag or type a new one in the Tag box first\\."]
     assert Catalog(app_catalog).data_version() == version
 
 
@@ -129,6 +129,7 @@ def test_a_sample_link_works_on_a_page_without_a_gallery_and_unknown_ids_say_so(
     unknown = _page("samples", sample="no-such-id ![x](http://127.0.0.1:9/p.png)")
     assert [_plain(w.value) for w in unknown.warning] == [
         "No sample no-such-id ![x](http://127.0.0.1:9/p.png) in this catalog."]
+    assert not unknown.code  # no link to a sample that does not exist
 
 
 @pytest.fixture

@@ -138,3 +138,8 @@ def test_a_rerun_for_a_click_does_not_evaluate_again(app_catalog: Path, monkeypa
         pass
     at.run()
     assert len(calls) == 2
+
+
+def test_scoring_training_data_is_flagged(app_catalog: Path) -> None:
+    assert any("training data included" in w.value for w in _page().warning)
+    assert not _page(split="test").warning

@@ -115,3 +115,15 @@ def test_the_installed_command_runs(two_runs: Path) -> None:
                           timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert set(json.loads(proc.stdout)) == KEYS
+
+
+def test_worst_slices_leave_out_the_slice_that_is_the_whole_split(
+        two_runs: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    split = Catalog(two_runs).query_rows("SELECT split FROM samples WHERE label IS NOT NULL "
+                                         "GROUP BY 1 ORDER BY count(*) DESC LIMIT 1")[0][0]
+    status, out, _ = _run(capsys, "--run", "run", "--split", split, "--json", "--min-n", "1",
+                          "--catalog", str(two_runs))
+    assert status == 0
+    rep = json.loads(out)
+    assert rep["worst_slices"] and all(s["n"] < rep["n"] for s in rep["worst_slices"])
+    assert not any(s["field"] == "split" for s in rep["worst_slices"])

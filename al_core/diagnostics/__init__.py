@@ -36,7 +36,7 @@ from al_core.errors import AlExplorerError
 from al_core.view.filters import Condition, Filter, field_kind
 from al_core.view.sql import NULL_VALUE, RunRef
 
-__all__ = ["ECE_BINS", "SLICE_COLUMNS", "DiagnosticsError", "Evaluation", "calibration", "compare",
+__all__ = ["ECE_BINS", "SLICE_COLUMNS", "DiagnosticsError", "Evaluation", "calibration", "compare", "informative",
            "evaluate", "find_run", "label_issues", "reliability", "report", "slices", "wilson"]
 
 ECE_BINS = 15
@@ -354,6 +354,12 @@ def slices(cat: Catalog, run: RunRef, flt: Filter, min_n: int = 30,
 
 
 # ------------------------------------------------------------------------------ label issues
+def informative(frame: pd.DataFrame) -> pd.DataFrame:
+    """:func:`slices` less those that hold the whole evaluation set (``split = test`` when the
+    filter is that split): their accuracy is the overall one, so they say nothing."""
+    return frame[frame["n"] < frame.attrs.get("n", np.inf)].reset_index(drop=True)
+
+
 def label_issues(cat: Catalog, run: RunRef, flt: Filter, limit: int | None = None) -> pd.DataFrame:
     """Samples whose label is likely wrong, most likely first (confident learning).
 
@@ -482,7 +488,7 @@ def report(cat: Catalog, run_name: str, split: str | None = None, compare: str |
         raise DiagnosticsError(f"--compare names the run itself ({compare!r}); name another run")
     flt = _split_filter(cat, split)
     ev = evaluate(cat, ref, flt)
-    worst = slices(cat, ref, flt, min_n=min_n)
+    worst = informative(slices(cat, ref, flt, min_n=min_n))
     worst = worst[worst["enough"]].head(top_slices)
     issues = label_issues(cat, ref, flt, limit=top_issues)
     out: dict[str, Any] = {

@@ -85,12 +85,13 @@ def _predictions(detail: dict[str, Any]) -> None:
         st.plotly_chart(fig, key=f"detail_top_{detail['sample_id']}_{p.run_id}")
 
 
-def sample_detail(cat: Catalog, sample_id: str) -> None:
-    """Render :func:`al_core.view.sample_detail` (every user text shown literally)."""
+def sample_detail(cat: Catalog, sample_id: str) -> bool:
+    """Render :func:`al_core.view.sample_detail` (every user text shown literally); False when
+    there is no such sample."""
     detail = view.sample_detail(cat, sample_id)
     if detail is None:
         st.warning(f"No sample {plain(sample_id)} in this catalog.")
-        return
+        return False
     fields = detail["fields"]
     st.markdown(f"### {plain(sample_id)}")
     label = fields.get("label")
@@ -107,6 +108,7 @@ def sample_detail(cat: Catalog, sample_id: str) -> None:
     st.markdown("**Predictions**")
     _predictions(detail)
     _table("Tags", detail["tags"], "No tags.")
+    return True
 
 
 def _table(title: str, frame: pd.DataFrame, empty: str) -> None:
@@ -195,9 +197,9 @@ def _dialog(cat: Catalog, gv: GalleryView | None) -> None:
         return
     if gv is not None:
         _navigator(cat, gv, state)
-    sample_detail(cat, state["id"])
-    st.markdown("**Link to this sample**")
-    st.code(link_to(state["id"]), language=None)
+    if sample_detail(cat, state["id"]):
+        st.markdown("**Link to this sample**")
+        st.code(link_to(state["id"]), language=None)
 
 
 def show_open_detail(cat: Catalog, gv: GalleryView | None) -> bool:

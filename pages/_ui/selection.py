@@ -94,6 +94,10 @@ def _tag_name(key: str) -> str:
 
 
 def _tag(cat: Catalog, key: str, flt: Filter, op: str) -> None:
+    if not _tag_name(key):
+        st.session_state[_FLASH] = ("warning", "Pick a tag or type a new one in the Tag box first.")
+        return
+
     def run(target: curation.Selection) -> str:
         func = curation.tag if op == "add" else curation.untag
         done = func(cat, _tag_name(key), target)
