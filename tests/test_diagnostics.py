@@ -233,6 +233,37 @@ def test_a_run_missing_some_samples_evaluates_only_what_it_predicted(tmp_path: P
     assert ev_old.n == int(manifest["label"].notna().sum())
 
 
+#: Probability vectors over ABC with ties, at the top and at the top-2 boundary.
+TIED = [[0.25, 0.25, 0.25, 0.25], [0.4, 0.3, 0.3, 0.0], [0.4, 0.4, 0.2, 0.0], [0.3, 0.3, 0.3, 0.1],
+        [1.0, 0.0, 0.0, 0.0], [0.5, 0.5, 0.0, 0.0], [0.1, 0.2, 0.3, 0.4]]
+
+
+def test_top2_ties_count_against(tmp_path: Path) -> None:
+    """Top-2 is a hit when at most two probabilities are >= the truth's (itself included): a
+    tie at the boundary is a miss, even for the predicted class ([0.3, 0.3, 0.3, 0.1], truth ant)."""
+    cat, manifest = build(tmp_path, Spec(ABC, ABC, n=300, seed=21))
+    ids = list(manifest["sample_id"])
+    frame = pd.DataFrame({"sample_id": ids,
+                          "probs": [np.array(TIED[i % len(TIED)], dtype=np.float32) for i in range(len(ids))]})
+    import_predictions_frame(cat, frame, "ties", source="test", classes=ABC)
+    rows = raw(cat, "ties")
+    probs = np.stack(rows["probs"].to_numpy()).astype(np.float32)
+    truth = np.array([ABC.index(t) for t in rows["label"]])
+    own = probs[np.arange(len(truth)), truth]
+    hits = (probs >= own[:, None]).sum(axis=1) <= 2
+    by_hand = {(0, "ant"): False, (1, "ant"): True, (1, "bee"): False, (2, "bee"): True,
+               (2, "cat"): False, (3, "ant"): False, (4, "bee"): False, (5, "bee"): True, (6, "cat"): True}
+    for (v, label), hit in by_hand.items():  # the oracle agrees with the rule, case by case
+        row = np.flatnonzero(np.all(probs == np.array(TIED[v], dtype=np.float32), axis=1)
+                             & (rows["label"] == label).to_numpy())
+        assert row.size and bool(hits[row[0]]) is hit, (TIED[v], label)
+    for flt, keep in ((Filter(), np.ones(len(rows), bool)),
+                      (Filter(splits=("test",)), (rows["split"] == "test").to_numpy())):
+        ev = dg.evaluate(cat, dg.find_run(cat, "ties"), flt)
+        assert ev.n == keep.sum()
+        assert ev.top2_accuracy == pytest.approx(hits[keep].mean(), abs=1e-12)
+
+
 # ------------------------------------------------------------------------- calibration by hand
 def test_reliability_by_hand() -> None:
     conf = np.array([0.0, 1 / 15, 0.1, 2 / 15 - 1e-12, 2 / 15, 0.5, 14 / 15, 1.0])
@@ -393,6 +424,9 @@ def test_slices_on_random_data_match_pandas(tmp_path: Path) -> None:
     rows = rows[select(rows)]
     out = dg.slices(cat, run, flt, min_n=20, quantile_bins=3)
     fields = {"weather", "brightness", "captured_at", "split", "class"}
+    built_in = out["field"].str.startswith("q_")
+    assert {"q_brightness", "q_contrast × class"} <= set(out.loc[built_in, "field"])  # quality fields too
+    out = out[~built_in]
     assert set(out["field"]) == fields | {f"{f} × class" for f in fields - {"split", "class"}}
     overall = (rows["label"] == rows["pred_label"]).mean()
     assert out.attrs["overall"] == pytest.approx(overall)
@@ -514,6 +548,13 @@ def _nan_probs(cat: Catalog) -> None:
                     "(SELECT sample_key FROM samples WHERE label IS NOT NULL ORDER BY sample_id LIMIT 1)")
 
 
+def _infinite_probs(cat: Catalog) -> None:
+    """+inf and -inf in one vector: its sum is NaN, which makes it unusable (as a NaN does)."""
+    with cat.transaction("test: corrupt") as cur:
+        cur.execute("UPDATE predictions SET probs = ['inf'::FLOAT, '-inf'::FLOAT, 0.5, 0.5] WHERE sample_key IN "
+                    "(SELECT sample_key FROM samples WHERE label IS NOT NULL ORDER BY sample_id LIMIT 1)")
+
+
 BAD: dict[str, tuple[Callable[[Catalog], None] | None, Callable[[Catalog], object], type, str]] = {
     "unknown run": (None, lambda c: dg.report(c, "nope"), dg.DiagnosticsError, "known runs: 'run'"),
     "unknown split": (None, lambda c: dg.report(c, "run", split="holdout"), dg.DiagnosticsError,
@@ -533,6 +574,8 @@ BAD: dict[str, tuple[Callable[[Catalog], None] | None, Callable[[Catalog], objec
                                     dg.DiagnosticsError, "confidence"),
     "NaN probability stored": (_nan_probs, lambda c: dg.evaluate(c, dg.find_run(c, "run"), Filter()),
                                dg.DiagnosticsError, "NaN probability vector"),
+    "infinities summing to NaN stored": (_infinite_probs, lambda c: dg.evaluate(c, dg.find_run(c, "run"), Filter()),
+                                         dg.DiagnosticsError, "NaN probability vector; e.g. 's0"),
     "NaN probability, label issues": (_nan_probs, lambda c: dg.label_issues(c, dg.find_run(c, "run"), Filter()),
                                       dg.DiagnosticsError, "NaN probability vectors"),
     "zero bins": (None, lambda c: dg.calibration(c, dg.find_run(c, "run"), Filter(), bins=0), ValueError, "bins"),
