@@ -110,6 +110,20 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--min-n", type=int, default=30,
                         help="smallest slice listed among the worst slices (default 30)")
 
+    quality = sub.add_parser(
+        "quality", help="image-quality flags (dark, blurry, duplicates...): counts, thresholds, recompute",
+        description="Print how many samples each image-quality flag marks. Flags come from "
+                    "signals measured at ingest; changing a threshold re-flags without reading images.")
+    _add_catalog(quality)
+    quality.add_argument("--recompute", action="store_true",
+                         help="measure the signals of samples that have none (ingested with "
+                              "--no-probe or by an older al-explorer); resumable")
+    quality.add_argument("--set", action="append", default=[], metavar="FLAG=VALUE",
+                         help="change a flag's threshold (repeatable), stored in the catalog")
+    quality.add_argument("--reset", action="store_true", help="restore the default thresholds")
+    quality.add_argument("--json", action="store_true",
+                         help="print one JSON object: counts, flagged ids, duplicate sets")
+
     serve = sub.add_parser("serve", help="serve the app on an existing catalog")
     _add_catalog(serve)
     _add_serve(serve)
@@ -271,6 +285,61 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _threshold_changes(pairs: list[str]) -> dict[str, str]:
+    from al_core.quality import QualityError
+
+    changes = {}
+    for pair in pairs:
+        flag, sep, value = pair.partition("=")
+        if not sep or not flag.strip():
+            raise QualityError(f"--set expects FLAG=VALUE (e.g. dark=0.3), got {pair!r}")
+        changes[flag.strip()] = value.strip()
+    return changes
+
+
+def _quality_text(rep: dict) -> str:
+    from al_core.quality import FLAG_INFO
+
+    lines = [f"{'flag':18s} {'samples':>8s}  threshold  rule"]
+    for flag, n in rep["counts"].items():
+        value = rep["thresholds"].get(flag) if flag != "exact_duplicate" else None
+        shown = "" if value is None else f"{value:g}"
+        lines.append(f"{flag:18s} {n:8,d}  {shown:>9s}  {FLAG_INFO[flag].rule}")
+    sets = rep["duplicate_sets"]
+    for kind in ("exact", "near"):
+        mine = [s["sample_ids"] for s in sets if s["kind"] == kind]
+        lines.append(f"{kind} duplicate sets: {len(mine):,}"
+                     + (f" (largest: {', '.join(mine[0][:5])}{' ...' if len(mine[0]) > 5 else ''})"
+                        if mine else ""))
+    if rep["missing_signals"]:
+        lines.append(f"{rep['missing_signals']:,} sample(s) have no signals (ingested with --no-probe "
+                     "or by an older al-explorer): run `al-explorer quality --recompute`")
+    return "\n".join(lines)
+
+
+def cmd_quality(args: argparse.Namespace) -> int:
+    import json
+
+    from al_core import quality
+
+    path = resolve_catalog_path(args.catalog)
+    if not path.exists():
+        raise CatalogError(f"The catalog {path} does not exist. Run `al-explorer demo` or "
+                           "`al-explorer ingest ...` to create it.")
+    changes = _threshold_changes(args.set)
+    with Catalog.open(path) as cat:
+        if args.recompute:
+            measured, problems = quality.recompute(cat, progress=not args.json)
+            print(f"measured {measured:,} image(s); {len(problems):,} skipped", file=sys.stderr)
+            for problem in problems[:20]:
+                print(f"  {problem}", file=sys.stderr)
+        if changes or args.reset:
+            quality.set_thresholds(cat, changes, reset=args.reset)
+        rep = quality.report(cat)
+    print(json.dumps(rep) if args.json else _quality_text(rep))
+    return 0
+
+
 def serve(catalog: Path, host: str, port: int) -> int:
     """Run the Streamlit app on ``catalog`` in the foreground until it exits or is stopped."""
     env = dict(os.environ, **{ENV_CATALOG: str(catalog.resolve()),
@@ -384,6 +453,7 @@ COMMANDS = {
     "info": cmd_info,
     "select": cmd_select,
     "report": cmd_report,
+    "quality": cmd_quality,
     "serve": cmd_serve,
 }
 

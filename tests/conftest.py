@@ -123,3 +123,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
         st.cache_resource.clear()
     gc.collect()
+
+
+def user_fields(cat: Catalog) -> dict[str, str]:
+    """The catalog's fields without the built-in image-quality ones (``q_...``)."""
+    return {n: t for n, t in cat.metadata_fields().items() if not n.startswith("q_")}

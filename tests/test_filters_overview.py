@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from al_core import overview
+from al_core import overview, quality
 from al_core.db.catalog import Catalog
 from al_core.view import sql as view_sql
 from al_core.view.filters import Condition, Filter, drill_spec, parse_drill
@@ -280,8 +280,12 @@ def test_class_field_heatmap(demo: Catalog, case: tuple[Filter, pd.DataFrame]) -
 # --------------------------------------------------------------------------- under-represented slices
 
 def _slice_fields(raw: pd.DataFrame) -> list[str]:
-    """Categorical fields with 2..30 distinct values over the whole catalog, in field order."""
-    return [n for n, k in DEMO_KINDS.items() if k == "categorical" and 1 < raw[n].nunique() <= 30]
+    """Categorical fields with 2..30 distinct values over the whole catalog, in field order: the
+    quality flags (BOOLEAN, registered first) that are true somewhere and false elsewhere, then
+    the demo's text fields."""
+    flags = [f"q_{flag}" for flag in quality.FLAGS]
+    return [n for n in flags if raw[n].nunique() == 2] + \
+        [n for n, k in DEMO_KINDS.items() if k == "categorical" and 1 < raw[n].nunique() <= 30]
 
 
 def _expected_slices(sel: pd.DataFrame, fields: list[str], with_run: bool, min_pool: int,
@@ -293,6 +297,9 @@ def _expected_slices(sel: pd.DataFrame, fields: list[str], with_run: bool, min_p
         return {}
     data = sel[fields].assign(**{"class": sel["class_or_pred"] if with_run else sel["label"]},
                                _labeled=is_labeled, _pool=~is_labeled)
+    for name in fields:  # a flag's slice is where it is true
+        if name.startswith("q_"):
+            data[name] = data[name].map({True: "true"})
     out = {}
     for arity in range(1, max_arity + 1):
         for combo in combinations([*fields, "class"], arity):
@@ -310,7 +317,8 @@ def _expected_slices(sel: pd.DataFrame, fields: list[str], with_run: bool, min_p
 def _condition_mask(raw: pd.DataFrame, cond: Condition) -> pd.Series:
     column = raw[cond.column]
     assert cond.low is None and cond.high is None and not cond.is_null  # slices are equalities
-    return column.notna() & (column.astype(object).map(str) == str(cond.value))
+    as_text = column.astype(object).map(lambda v: str(v).lower() if isinstance(v, bool) else str(v))
+    return column.notna() & (as_text == str(cond.value))
 
 
 @pytest.mark.parametrize("with_run", [True, False], ids=["run", "no run"])

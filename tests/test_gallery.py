@@ -193,7 +193,12 @@ def test_sort_keys_are_whitelisted(small: Catalog) -> None:
     with pytest.raises(ValueError):
         view_sql.sort_clause("field:nope", fields, None)
     assert view_sql.sort_clause("confidence_asc", fields, None) == "s.sample_id"
-    assert set(view.sort_options(small, None)) == {"id", *(f"field:{n}" for n in fields)}
+    numeric = [n for n, t in fields.items() if t in ("DOUBLE", "BIGINT")]
+    assert set(view.sort_options(small, None)) == {"id", *(f"field:{n}" for n in fields),
+                                                   *(f"field_desc:{n}" for n in numeric)}
+    assert view_sql.sort_clause("field_desc:q_sharpness", fields, None).startswith('s."q_sharpness" DESC')
+    with pytest.raises(ValueError):
+        view_sql.sort_clause("field_desc:nope", fields, None)
 
 
 def test_detail_dialog_renders_hostile_label_literally(small: Catalog) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pytest
-from conftest import make_image, write_manifest
+from conftest import make_image, user_fields, write_manifest
 from PIL import Image, ImageFile
 
 from al_core import thumbnails
@@ -262,7 +262,7 @@ def test_manifest_with_too_many_columns_is_refused_before_reading(
     assert str(path) in message and f"has {n:,} columns" in message
     assert f"more than the {files.MAX_COLUMNS:,}" in message
     assert catalog.scalar("SELECT count(*) FROM samples") == 0
-    assert catalog.metadata_fields() == {}
+    assert user_fields(catalog) == {}
 
 
 def test_parquet_with_too_many_columns_is_refused(catalog: Catalog, tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import assert_same_content, content, make_image, write_manifest
+from conftest import assert_same_content, content, make_image, user_fields, write_manifest
 
 from al_core.db import sql as db_sql
 from al_core.db.catalog import Catalog
@@ -20,7 +20,7 @@ def test_each_format_imports_samples_labels_and_typed_metadata(
     path = write_manifest(manifest_frame, tmp_path / f"manifest{suffix}")
     result = ingest_manifest(catalog, path, progress=False)
     assert (result.new_samples, result.new_label_versions) == (4, 3)
-    assert catalog.metadata_fields() == {"weather": "VARCHAR", "brightness": "DOUBLE",
+    assert user_fields(catalog) == {"weather": "VARCHAR", "brightness": "DOUBLE",
                                          "frame_no": "BIGINT", "captured_at": "TIMESTAMP"}
     rows = catalog.query_df("SELECT * FROM samples ORDER BY sample_id")
     assert list(rows["sample_id"]) == ["a", "b", "c", "d"]
@@ -92,7 +92,7 @@ def test_hostile_column_names_are_stored_safely(catalog: Catalog, image_dir: Pat
     hostile = 'x"; DROP TABLE samples; --'
     frame = pd.DataFrame({"path": ["images/u0.png"], hostile: ["boom"], "semi;colon": [1.5]})
     ingest_manifest(catalog, write_manifest(frame, tmp_path / "h.parquet"), progress=False)
-    assert set(catalog.metadata_fields()) == {hostile, "semi;colon"}
+    assert set(user_fields(catalog)) == {hostile, "semi;colon"}
     assert catalog.scalar(f"SELECT {db_sql.quote_ident(hostile)} FROM samples") == "boom"
     assert catalog.scalar("SELECT count(*) FROM samples") == 1
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import assert_same_content, content, make_image, write_manifest
+from conftest import assert_same_content, content, make_image, user_fields, write_manifest
 
 from al_core.db import sql as db_sql
 from al_core.db.catalog import Catalog
@@ -253,6 +253,6 @@ def test_blank_cells_of_typed_fields_keep_what_is_stored(catalog: Catalog, tmp_p
                           '{"path": "y.png", "frame_no": "5", "seen_at": " "}\n')
     result = ingest_manifest(catalog, second, probe=False)
     assert result.updated_samples == 1
-    assert catalog.metadata_fields() == {"frame_no": "BIGINT", "seen_at": "TIMESTAMP"}
+    assert user_fields(catalog) == {"frame_no": "BIGINT", "seen_at": "TIMESTAMP"}
     assert catalog.query_rows("SELECT sample_id, frame_no, seen_at::VARCHAR FROM samples ORDER BY 1") == [
         ("x.png", 1, "2024-01-01 10:00:00"), ("y.png", 5, "2024-01-02 10:00:00")]

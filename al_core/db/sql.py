@@ -68,6 +68,19 @@ def set_temp_directory(path: str) -> str:
 
 #: Numbered migrations. Each one runs in a single transaction together with its row in
 #: ``schema_version``. Never edit a released migration: append a new one.
+#: Columns migration 5 adds to ``samples`` (frozen with it: a later change is a new migration).
+#: Signals (DOUBLE) and flags (BOOLEAN) are registered as fields; the hashes and set ids are not.
+_V5_QUALITY_FIELDS = (
+    ("q_brightness", "DOUBLE"), ("q_brightness_p99", "DOUBLE"), ("q_brightness_p05", "DOUBLE"),
+    ("q_contrast", "DOUBLE"), ("q_sharpness", "DOUBLE"), ("q_entropy", "DOUBLE"),
+    ("q_chroma", "DOUBLE"), ("q_aspect_ratio", "DOUBLE"), ("q_pixels", "DOUBLE"),
+    ("q_dark", "BOOLEAN"), ("q_light", "BOOLEAN"), ("q_blurry", "BOOLEAN"),
+    ("q_low_information", "BOOLEAN"), ("q_odd_aspect_ratio", "BOOLEAN"), ("q_odd_size", "BOOLEAN"),
+    ("q_grayscale", "BOOLEAN"), ("q_exact_duplicate", "BOOLEAN"), ("q_near_duplicate", "BOOLEAN"),
+)
+_V5_QUALITY_INTERNAL = (("q_phash", "BIGINT"), ("q_pixel_digest", "VARCHAR"),
+                        ("q_exact_set", "INTEGER"), ("q_near_set", "INTEGER"))
+
 MIGRATIONS: list[tuple[int, str, list[str]]] = [
     (
         1,
@@ -198,6 +211,22 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         4,
         "curation: who did a tag action (the app, the CLI), shown beside its undo",
         ["ALTER TABLE tag_actions ADD COLUMN IF NOT EXISTS origin VARCHAR"],
+    ),
+    (
+        5,
+        "image quality: q_ signals and flags on samples (registered as fields), hashes, duplicate sets",
+        [
+            *(f"ALTER TABLE samples ADD COLUMN IF NOT EXISTS {name} {dtype}" for name, dtype in _V5_QUALITY_FIELDS + _V5_QUALITY_INTERNAL),
+            # signals and flags are fields like any other (filters, charts, slices read them);
+            # the hashes and set ids are internal
+            *(f"INSERT INTO metadata_fields SELECT '{name}', '{dtype}', "
+              "coalesce(max(position), 0) + 1, current_timestamp::TIMESTAMP FROM metadata_fields "
+              f"WHERE NOT EXISTS (SELECT 1 FROM metadata_fields WHERE name = '{name}')"
+              for name, dtype in _V5_QUALITY_FIELDS),
+            # sizes known before this version: aspect ratio and pixel count need no image
+            "UPDATE samples SET q_aspect_ratio = width / height, q_pixels = width * height::DOUBLE "
+            "WHERE width > 0 AND height > 0",
+        ],
     ),
 ]
 

@@ -18,6 +18,8 @@ from typing import BinaryIO
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
+from al_core.quality.signals import Signals, measure
+
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 
 #: Largest image accepted, in pixels (width x height): where Pillow raises its
@@ -56,6 +58,7 @@ class ProbeResult:
     height: int | None
     content_hash: str | None
     problem: str | None
+    signals: Signals | None = None
 
 
 class _Budget:
@@ -217,40 +220,54 @@ def check_image(path: str) -> tuple[int, int]:
     Memory is bounded per image: the cap refuses huge ones from the header, a JPEG decodes
     at 1/8 scale, a PNG is checked as a stream, and other decodes share a byte budget.
     """
+    return check_and_measure(path, signals=False)[0]
+
+
+def check_and_measure(path: str, *, signals: bool = True) -> tuple[tuple[int, int], Signals | None]:
+    """:func:`check_image`, and (``signals``) the image-quality signals of the same decode.
+
+    The signals need the pixels: a JPEG's come from its 1/8-scale decode (the one the check
+    does anyway), other formats' from a full decode inside the shared byte budget; a PNG is
+    still stream-checked first (its checksums).
+    """
     with open_capped(path) as img:
         size = displayed_size(img)
+        full = img.size
         if img.format == "PNG":
             check_png(path)
-            return size
-        full = img.size
-        img.draft("RGB", (64, 64))  # JPEG decodes at 1/8 scale: still reads every byte
-        with decode_slot(img, full):
+            if not signals:
+                return size, None
+        else:
+            img.draft("RGB", (64, 64))  # JPEG decodes at 1/8 scale: still reads every byte
+        with decode_slot(img, full, to_rgb=signals):
             img.load()
-    return size
+            return size, measure(img) if signals else None
 
 
-def probe_one(row: int, sample_id: str, path: str) -> ProbeResult:
-    """Open ``path`` safely: read its displayed size, check that it decodes, hash its bytes."""
+def probe_one(row: int, sample_id: str, path: str, *, signals: bool = True) -> ProbeResult:
+    """Open ``path`` safely: read its displayed size, check that it decodes, hash its bytes,
+    and (``signals``) measure its image-quality signals from the same decode."""
     if not os.path.exists(path):
         return ProbeResult(row, sample_id, None, None, None, f"{path}: file does not exist")
     try:
-        width, height = check_image(path)
+        (width, height), measured = check_and_measure(path, signals=signals)
     except ImageTooLarge as err:
         return ProbeResult(row, sample_id, None, None, None, str(err))
     except _CORRUPT as err:
         return ProbeResult(row, sample_id, None, None, None,
                            f"{path}: unreadable or corrupt image ({err})")
-    return ProbeResult(row, sample_id, width, height, file_hash(path), None)
+    return ProbeResult(row, sample_id, width, height, file_hash(path), None, measured)
 
 
 def probe_images(items: Iterable[tuple[int, str, str]], total: int, *, progress: bool = True,
-                 workers: int | None = None) -> Iterator[ProbeResult]:
+                 workers: int | None = None, signals: bool = True,
+                 desc: str = "probing images") -> Iterator[ProbeResult]:
     """Probe ``(row, sample_id, path)`` items in order with a thread pool and a progress bar.
 
     Streams: at most a few chunks of work are in flight, so memory stays flat for any size.
     """
     workers = workers or min(8, (os.cpu_count() or 2) * 2)
-    bar = tqdm(total=total, unit="img", desc="probing images", disable=not progress or total == 0,
+    bar = tqdm(total=total, unit="img", desc=desc, disable=not progress or total == 0,
                mininterval=0.5, dynamic_ncols=True)
     items = iter(items)
     with ThreadPoolExecutor(max_workers=workers) as pool:
@@ -258,6 +275,6 @@ def probe_images(items: Iterable[tuple[int, str, str]], total: int, *, progress:
             chunk = [item for _, item in zip(range(256), items, strict=False)]
             if not chunk:
                 break
-            yield from pool.map(lambda it: probe_one(*it), chunk)
+            yield from pool.map(lambda it: probe_one(*it, signals=signals), chunk)
             bar.update(len(chunk))
     bar.close()

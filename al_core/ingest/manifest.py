@@ -14,10 +14,14 @@ from al_core.db import sql as db_sql
 from al_core.db.catalog import Catalog, new_connection
 from al_core.errors import IngestError
 from al_core.ingest import files, sql
-from al_core.ingest.images import probe_images
+from al_core.ingest.images import ProbeResult, probe_images
+from al_core.quality import sql as quality_sql
 
 if TYPE_CHECKING:
     import pandas as pd
+
+#: Prefix of the built-in image-quality fields (``q_brightness``, ``q_dark``...): no user column.
+RESERVED_PREFIX = "q_"
 
 #: Column names recognised for each role, case-insensitively, first match wins.
 ROLE_ALIASES: dict[str, tuple[str, ...]] = {
@@ -158,6 +162,10 @@ def _plan_metadata(columns: dict[str, str], roles: dict[str, str | None],
         if low in db_sql.BUILTIN_SAMPLE_COLUMNS:
             problems.append(f"column {col!r} has the name of a built-in sample column; rename it")
             continue
+        if low.startswith(RESERVED_PREFIX):
+            problems.append(f"column {col!r}: names starting with {RESERVED_PREFIX!r} are reserved "
+                            "for the image-quality signals al-explorer measures; rename it")
+            continue
         if low in seen:
             problems.append(f"column {col!r} differs from another column only by case; rename it")
             continue
@@ -232,22 +240,12 @@ def _probe(cur: duckdb.DuckDBPyConnection, source: str, todo: list[tuple],
     What the file says is the truth: a width, height or hash in the manifest that disagrees
     with it is refused, and so are bad images unless ``skip_bad``.
     """
-    rows, widths, heights, hashes, skip, problems = [], [], [], [], [], []
+    results, problems = [], []
     for res in probe_images(todo, total=len(todo), progress=progress):
-        rows.append(res.row)
-        widths.append(res.width)
-        heights.append(res.height)
-        hashes.append(res.content_hash)
-        skip.append(res.problem is not None)
+        results.append(res)
         if res.problem:
             problems.append(f"row {res.row}: {res.problem}")
-    import pandas as pd
-
-    frame = pd.DataFrame({"row": pd.array(rows, dtype="Int64"),
-                          "width": pd.array(widths, dtype="Int32"),
-                          "height": pd.array(heights, dtype="Int32"),
-                          "content_hash": pd.array(hashes, dtype="string"),
-                          "skip": pd.array(skip, dtype="boolean")})
+    frame = _probe_frame(results)
     cur.register("probe_results", frame)
     try:
         cur.execute(*sql.stage_probe_table("probe_results"))
@@ -261,6 +259,23 @@ def _probe(cur: duckdb.DuckDBPyConnection, source: str, todo: list[tuple],
         raise IngestError(source, refused)
     cur.execute(*sql.stage_probe_results())
     return problems
+
+
+def _probe_frame(results: list[ProbeResult]) -> pd.DataFrame:
+    """The probe's findings as a typed frame: size, hash, skip and the quality signals."""
+    import pandas as pd
+
+    columns = {"row": pd.array([r.row for r in results], dtype="Int64"),
+               "width": pd.array([r.width for r in results], dtype="Int32"),
+               "height": pd.array([r.height for r in results], dtype="Int32"),
+               "content_hash": pd.array([r.content_hash for r in results], dtype="string"),
+               "skip": pd.array([r.problem is not None for r in results], dtype="boolean")}
+    for name in quality_sql.MEASURED:
+        attr = name.removeprefix("q_")
+        values = [getattr(r.signals, attr) if r.signals else None for r in results]
+        dtype = {"q_phash": "Int64", "q_pixel_digest": "string"}.get(name, "Float64")
+        columns[name] = pd.array(values, dtype=dtype)
+    return pd.DataFrame(columns)
 
 
 def _mismatches(cur: duckdb.DuckDBPyConnection, roles: dict[str, str | None]) -> list[str]:
@@ -331,6 +346,9 @@ def _write(cat: Catalog, stage: duckdb.DuckDBPyConnection, result: ImportResult,
             if not (result.new_samples or result.updated_samples or result.new_label_versions
                     or result.fields_added):
                 raise NothingChanged
+            from al_core import quality
+
+            quality.reflag(cur, quality.thresholds(cat, cur))
             summary = {k: v for k, v in result.__dict__.items() if k not in ("import_id", "skipped")}
             summary["skipped"] = len(result.skipped)
             cur.execute(*sql.record_import(import_id, result.kind, result.source, json.dumps(summary)))

@@ -6,6 +6,7 @@ from collections.abc import Collection, Sequence
 from typing import Any
 
 from al_core.db.sql import Query, quote_ident
+from al_core.quality import sql as quality_sql
 
 STAGE_ROW = "__row__"
 
@@ -275,6 +276,7 @@ def stage_probe_results() -> Query:
         "CREATE OR REPLACE TEMP TABLE norm_probed AS SELECT n.* REPLACE ("
         "coalesce(p.width, n.width) AS width, coalesce(p.height, n.height) AS height, "
         "coalesce(p.content_hash, n.content_hash) AS content_hash), "
+        f"{', '.join(f'p.{c}' for c in quality_sql.MEASURED)}, "
         "p.row IS NOT NULL AS probed "
         "FROM norm n LEFT JOIN probe p ON p.row = n.__row__ WHERE p.skip IS NOT TRUE",
         [],
@@ -283,7 +285,12 @@ def stage_probe_results() -> Query:
 
 def stage_probe_results_none() -> Query:
     """``norm_probed`` without probing (``--no-probe``): sizes and hashes stay as given."""
-    return "CREATE OR REPLACE TEMP VIEW norm_probed AS SELECT *, false AS probed FROM norm", []
+    nulls = ", ".join(f"CAST(NULL AS {_MEASURED_TYPES.get(c, 'DOUBLE')}) AS {c}"
+                      for c in quality_sql.MEASURED)
+    return f"CREATE OR REPLACE TEMP VIEW norm_probed AS SELECT *, {nulls}, false AS probed FROM norm", []
+
+
+_MEASURED_TYPES = {"q_phash": "BIGINT", "q_pixel_digest": "VARCHAR"}
 
 
 def unprobed_rows_gone_stale(limit: int = 20) -> Query:
@@ -322,13 +329,14 @@ def insert_new_samples(import_id: int, metadata_names: Sequence[str], default_sp
     Only here do defaults apply: a new sample with no split gets ``default_split_labeled`` or
     ``default_split_unlabeled`` by whether it has a label.
     """
-    meta = "".join(f", {quote_ident(n)}" for n in metadata_names)
+    names = [*metadata_names, *quality_sql.MEASURED]
+    meta = "".join(f", {quote_ident(n)}" for n in names)
     return (
         "INSERT INTO samples (sample_id, uri, width, height, split, content_hash, ingested_at, "
         f"import_id, label{meta}) "
         "SELECT n.sample_id, n.uri, n.width, n.height, "
         "coalesce(n.split, CASE WHEN n.label IS NULL THEN ? ELSE ? END), n.content_hash, "
-        f"current_timestamp::TIMESTAMP, ?, n.label{''.join(f', n.{quote_ident(m)}' for m in metadata_names)} "
+        f"current_timestamp::TIMESTAMP, ?, n.label{''.join(f', n.{quote_ident(m)}' for m in names)} "
         "FROM norm_probed n ANTI JOIN samples s USING (sample_id)",
         [default_split_unlabeled, default_split_labeled, import_id],
     )
@@ -348,6 +356,9 @@ def update_changed_samples(metadata_names: Sequence[str]) -> Query:
                     f"ELSE coalesce(samples.{col}, n.{col}) END")
         diffs.append(f"(n.{col} IS NOT NULL AND samples.{col} IS DISTINCT FROM n.{col} "
                      f"AND (n.probed OR samples.{col} IS NULL))")
+    for col in quality_sql.MEASURED:  # a probed row's signals are the file's; others kept
+        sets.append(f"{col} = CASE WHEN n.probed THEN n.{col} ELSE samples.{col} END")
+        diffs.append(f"(n.probed AND samples.{col} IS DISTINCT FROM n.{col})")
     for name in metadata_names:
         c = quote_ident(name)
         sets.append(f"{c} = coalesce(n.{c}, samples.{c})")

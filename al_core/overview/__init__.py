@@ -225,12 +225,17 @@ def under_represented_slices(cat: Catalog, flt: Filter, run: view_sql.RunRef | N
     """Slices whose share of the labeled set is far below their share of the unlabeled pool.
 
     A slice is a combination of up to ``max_arity`` categorical values and the class (the label
-    where labeled, the run's prediction in the pool). ``ratio`` = labeled share / pool share;
+    where labeled, the run's prediction in the pool); a BOOLEAN field (a quality flag) gives
+    one slice, its ``true`` (``false`` is merely everything else). ``ratio`` = labeled share / pool share;
     rows are sorted by ratio, then pool size. ``conditions`` drills down to the slice's samples.
     One GROUP BY in DuckDB gives the finest cells; the slices are sums over them.
     """
     names = slice_fields(cat)
-    cells = cat.query_df(sql.slice_cells(flt, cat.metadata_fields(), names, run))
+    fields = cat.metadata_fields()
+    cells = cat.query_df(sql.slice_cells(flt, fields, names, run))
+    for i, name in enumerate(names):  # a yes/no field's slice is its "yes": "no" is the rest
+        if fields[name] == "BOOLEAN":
+            cells[f"g{i}"] = cells[f"g{i}"].where(cells[f"g{i}"] == "true")
     n_labeled, n_pool = int(cells["labeled_n"].sum()), int(cells["pool_n"].sum())
     if n_labeled == 0 or n_pool == 0:
         return pd.DataFrame(columns=SLICE_COLUMNS)

@@ -12,7 +12,7 @@ import pandas as pd
 from al_core.db import sql as db_sql
 from al_core.db.catalog import Catalog
 from al_core.view import sql
-from al_core.view.filters import Filter, drill_from_link
+from al_core.view.filters import Filter, drill_from_link, field_kind
 from al_core.view.sql import NULL_VALUE, RunRef
 
 __all__ = ["NULL_VALUE", "RunRef", "count_filtered", "distinct_values", "field_range", "filter_from_link", "filtered_ids",
@@ -60,6 +60,11 @@ def filtered_ids(cat: Catalog, flt: Filter, limit: int | None = None) -> list[st
     return [r[0] for r in cat.query_rows(text, params)]
 
 
+def samples_brief(cat: Catalog, sample_ids: Sequence[str]) -> pd.DataFrame:
+    """``sample_id, uri, content_hash, label`` of the listed samples, in the order listed."""
+    return cat.query_df(sql.samples_brief(sample_ids))
+
+
 def sort_options(cat: Catalog, run: RunRef | None) -> dict[str, str]:
     """The gallery's sort keys (whitelisted, see :func:`al_core.view.sql.sort_clause`) and their
     labels: id, confidence both ways (only with a run), each metadata field."""
@@ -67,7 +72,10 @@ def sort_options(cat: Catalog, run: RunRef | None) -> dict[str, str]:
     if run is not None:
         options |= {"confidence_asc": "confidence, least confident first",
                     "confidence_desc": "confidence, most confident first"}
-    return options | {f"{sql.FIELD_SORT}{name}": name for name in cat.metadata_fields()}
+    fields = cat.metadata_fields()
+    options |= {f"{sql.FIELD_SORT}{name}": name for name in fields}
+    return options | {f"{sql.FIELD_SORT_DESC}{name}": f"{name}, highest first"
+                      for name, dtype in fields.items() if field_kind(dtype) == "numeric"}
 
 
 def gallery_page(cat: Catalog, flt: Filter, run: RunRef | None, show: Sequence[str], limit: int,
@@ -93,7 +101,7 @@ def sample_at(cat: Catalog, flt: Filter, run: RunRef | None, sort: str, index: i
 
 
 #: Keys of an app URL that are not the filter: each page's own state (a link may carry them).
-PAGE_KEYS = frozenset({"drill", "page", "drill_page", "sample", "view"})
+PAGE_KEYS = frozenset({"drill", "page", "drill_page", "sample", "view", "flag", "quality_page"})
 FILTER_KEYS = frozenset({"split", "class", "labeled", "tag", "notag", "run", "pred", "conf",
                          "outcome", "batch"})
 

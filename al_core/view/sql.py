@@ -187,8 +187,10 @@ SORTS = {
     "confidence_asc": (True, "{conf} ASC NULLS LAST, s.sample_id"),
     "confidence_desc": (True, "{conf} DESC NULLS LAST, s.sample_id"),
 }
-#: A sort key ``field:<name>`` orders by that metadata field (ascending, missing last).
+#: A sort key ``field:<name>`` orders by that metadata field (ascending, missing last);
+#: ``field_desc:<name>`` from the highest value down.
 FIELD_SORT = "field:"
+FIELD_SORT_DESC = "field_desc:"
 
 
 def sort_clause(sort: str, fields: dict[str, str], run: RunRef | None) -> str:
@@ -204,6 +206,8 @@ def sort_clause(sort: str, fields: dict[str, str], run: RunRef | None) -> str:
         return template.format(conf=run.confidence if run is not None else "")
     if sort.startswith(FIELD_SORT) and sort[len(FIELD_SORT):] in fields:
         return f"s.{quote_ident(sort[len(FIELD_SORT):])} ASC NULLS LAST, s.sample_id"
+    if sort.startswith(FIELD_SORT_DESC) and sort[len(FIELD_SORT_DESC):] in fields:
+        return f"s.{quote_ident(sort[len(FIELD_SORT_DESC):])} DESC NULLS LAST, s.sample_id"
     raise ValueError(f"unknown sort {sort!r}")
 
 
@@ -227,6 +231,13 @@ def sample_position(flt: Any, fields: dict[str, str], run: RunRef | None, sort: 
     text, params = filtered_view(flt, fields, run,
                                  f"s.sample_id, row_number() OVER (ORDER BY {order}) - 1 AS pos")
     return f"SELECT pos FROM ({text}) WHERE sample_id = ?", [*params, sample_id]
+
+
+def samples_brief(sample_ids: Sequence[str]) -> Query:
+    """Id, URI, content hash and label of the listed samples, in the order listed."""
+    return ("SELECT s.sample_id, s.uri, s.content_hash, s.label FROM samples s "
+            "JOIN (SELECT unnest(?::VARCHAR[]) AS sample_id, generate_subscripts(?::VARCHAR[], 1) AS i) o "
+            "USING (sample_id) ORDER BY o.i", [list(sample_ids), list(sample_ids)])
 
 
 def sample_row(sample_id: str) -> Query:

@@ -1,0 +1,308 @@
+"""Image quality: signals measured in the ingest probe, flags from user-changeable thresholds, duplicates.
+
+The signals (``q_brightness`` ... ``q_pixels``, DOUBLE) and flags (``q_dark`` ...
+``q_near_duplicate``, BOOLEAN) are columns of ``samples`` registered as fields, so every
+filter, chart and slice table reads them like any metadata. Flags are derived: changing a
+threshold re-flags from the stored signals (:func:`set_thresholds`), never re-reading images.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import duckdb
+import pandas as pd
+
+from al_core.db import sql as db_sql
+from al_core.db.catalog import Catalog, new_connection
+from al_core.errors import AlExplorerError
+from al_core.quality import sql
+from al_core.quality.sql import FLAGS, SIGNALS, flag_column
+from al_core.view import sql as view_sql
+from al_core.view.filters import Filter
+
+__all__ = ["DEFAULTS", "FLAGS", "FLAG_INFO", "SIGNALS", "QualityError", "Thresholds",
+           "duplicate_sets", "flag_column", "flag_counts", "flagged_ids", "missing_count",
+           "recompute", "reflag", "report", "set_thresholds", "thresholds"]
+
+#: Catalog key of the stored thresholds (JSON: flag -> value; absent flags use the defaults).
+THRESHOLDS_KEY = "quality_thresholds"
+
+Thresholds = dict[str, float]
+
+
+@dataclass(frozen=True)
+class FlagInfo:
+    """How a flag is decided and shown: its rule, its threshold's range and worst-first order."""
+
+    rule: str
+    low: float
+    high: float
+    sort_field: str | None
+    worst_first_desc: bool = False
+
+
+#: Default thresholds. CleanVision's published defaults where it has the same measure (dark
+#: 0.37, light 0.05, blurry 0.17, odd aspect ratio 0.35); see README "Image quality".
+DEFAULTS: Thresholds = {
+    "dark": 0.37,
+    "light": 0.05,
+    "blurry": 0.17,
+    "low_information": 1.4,
+    "odd_aspect_ratio": 0.35,
+    "odd_size": 5.0,
+    "grayscale": 0.01,
+    "exact_duplicate": 0.0,
+    "near_duplicate": 0.0,
+}
+
+FLAG_INFO: dict[str, FlagInfo] = {
+    "dark": FlagInfo("99th-percentile perceived brightness < threshold", 0, 1, "q_brightness_p99"),
+    "light": FlagInfo("1 - 5th-percentile perceived brightness < threshold", 0, 1,
+                      "q_brightness_p05", worst_first_desc=True),
+    "blurry": FlagInfo("sharpness < threshold (dark images excepted)", 0, 1, "q_sharpness"),
+    "low_information": FlagInfo("grayscale entropy (bits) < threshold", 0, 8, "q_entropy"),
+    "odd_aspect_ratio": FlagInfo("min(w/h, h/w) < threshold", 0, 1, "q_aspect_ratio"),
+    "odd_size": FlagInfo("side sqrt(w*h) over threshold times the median's, or under 1/threshold",
+                         1, 1000, "q_pixels"),
+    "grayscale": FlagInfo("chroma (mean max-min channel spread) <= threshold", 0, 1, "q_chroma"),
+    "exact_duplicate": FlagInfo("same file bytes, or same decoded pixels at probe scale "
+                                "(no threshold)", 0, 0, None),
+    "near_duplicate": FlagInfo("perceptual hashes differ in <= threshold of 64 bits "
+                               "(not exact copies)", 0, 6, None),
+}
+
+
+class QualityError(AlExplorerError, ValueError):
+    """A threshold that is not a number in its range, or an unknown flag."""
+
+
+def _check(flag: str, value: object) -> float:
+    if flag not in FLAG_INFO:
+        raise QualityError(f"unknown quality flag {flag!r}; known: {', '.join(FLAGS)}")
+    info = FLAG_INFO[flag]
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise QualityError(f"threshold of {flag!r} must be a number, got {value!r}") from None
+    if not math.isfinite(number) or not info.low <= number <= info.high:
+        raise QualityError(f"threshold of {flag!r} must be between {info.low:g} and "
+                           f"{info.high:g}, got {value!r}")
+    if flag == "near_duplicate" and number != int(number):
+        raise QualityError(f"threshold of 'near_duplicate' is a whole number of bits, got {value!r}")
+    return number
+
+
+def _stored(raw: str | None) -> Thresholds:
+    try:
+        found = json.loads(raw) if raw else {}
+    except json.JSONDecodeError:
+        found = {}
+    merged = dict(DEFAULTS)
+    for flag, value in (found.items() if isinstance(found, dict) else ()):
+        try:
+            merged[flag] = _check(flag, value)
+        except QualityError:
+            continue  # a bad stored value falls back to the default
+    return merged
+
+
+def thresholds(cat: Catalog, cur: duckdb.DuckDBPyConnection | None = None) -> Thresholds:
+    """The catalog's thresholds: stored values over :data:`DEFAULTS`."""
+    rows = (cur.execute(*db_sql.get_info(THRESHOLDS_KEY)).fetchall() if cur is not None
+            else cat.query_rows(db_sql.get_info(THRESHOLDS_KEY)))
+    return _stored(rows[0][0] if rows else None)
+
+
+def reflag(cur: duckdb.DuckDBPyConnection, t: Mapping[str, float]) -> None:
+    """Inside a write: size signals, duplicate sets and every flag from the stored signals."""
+    cur.execute(sql.SIZE_SIGNALS)
+    _write_sets(cur, int(t["near_duplicate"]))
+    median = cur.execute(sql.MEDIAN_PIXELS).fetchone()[0]
+    cur.execute(*sql.update_flags(t, float(median) if median else None))
+
+
+def reflag_catalog(cat: Catalog, what: str = "re-flag image quality") -> None:
+    """:func:`reflag` with the catalog's thresholds, in its own transaction."""
+    with cat.transaction(what) as cur:
+        reflag(cur, thresholds(cat, cur))
+
+
+def set_thresholds(cat: Catalog, changes: Mapping[str, object], *, reset: bool = False) -> Thresholds:
+    """Store new thresholds (checked first; nothing written if one is bad) and re-flag."""
+    checked = {flag: _check(flag, value) for flag, value in changes.items()}
+    with cat.transaction("change image-quality thresholds") as cur:
+        now = dict(DEFAULTS) if reset else thresholds(cat, cur)
+        now.update(checked)
+        stored = {k: v for k, v in now.items() if DEFAULTS.get(k) != v}
+        cur.execute(*db_sql.set_info(THRESHOLDS_KEY, json.dumps(stored, sort_keys=True)))
+        reflag(cur, now)
+    return now
+
+
+class _Sets:
+    """Union-find over sample keys: connected components of "is a duplicate of"."""
+
+    def __init__(self) -> None:
+        self.parent: dict[int, int] = {}
+
+    def find(self, k: int) -> int:
+        root = self.parent.setdefault(k, k)
+        while root != self.parent[root]:
+            root = self.parent[root]
+        while k != root:  # path compression
+            self.parent[k], k = root, self.parent[k]
+        return root
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)
+
+    def group(self, keys: Iterable[int]) -> None:
+        keys = list(keys)
+        for k in keys[1:]:
+            self.union(keys[0], k)
+
+    def labels(self) -> dict[int, int]:
+        """Each key's set id: the smallest key of its set."""
+        return {k: self.find(k) for k in self.parent}
+
+
+def _exact_sets(cur: duckdb.DuckDBPyConnection) -> dict[int, int]:
+    rows = cur.execute(sql.EXACT_CANDIDATES).fetchall()
+    sets, by_hash, by_digest = _Sets(), {}, {}
+    for key, digest_file, digest_pixels in rows:
+        if digest_file is not None:
+            by_hash.setdefault(digest_file, []).append(key)
+        if digest_pixels is not None:
+            by_digest.setdefault(digest_pixels, []).append(key)
+    for members in (*by_hash.values(), *by_digest.values()):
+        if len(members) > 1:
+            sets.group(members)
+    return sets.labels()
+
+
+def _near_sets(cur: duckdb.DuckDBPyConnection, max_distance: int, exact: dict[int, int]) -> dict[int, int]:
+    sets = _Sets()
+    for a, b in cur.execute(*sql.near_pairs(max_distance)).fetchall():
+        if exact.get(a) is None or exact.get(a) != exact.get(b):  # exact copies are not "near"
+            sets.union(a, b)
+    return sets.labels()
+
+
+def _write_sets(cur: duckdb.DuckDBPyConnection, max_distance: int) -> None:
+    exact = _exact_sets(cur)
+    near = _near_sets(cur, max_distance, exact)
+    keys = sorted(set(exact) | set(near))
+    frame = pd.DataFrame({"sample_key": pd.array(keys, dtype="Int32"),
+                          "exact_set": pd.array([exact.get(k) for k in keys], dtype="Int32"),
+                          "near_set": pd.array([near.get(k) for k in keys], dtype="Int32")})
+    cur.register("quality_sets", frame)
+    try:
+        cur.execute(*sql.set_duplicate_sets("quality_sets"))
+    finally:
+        cur.unregister("quality_sets")
+
+
+def flag_counts(cat: Catalog, flt: Filter | None = None) -> pd.DataFrame:
+    """One row per flag: labeled and pool counts flagged, with shares of those measured.
+
+    Columns: flag, rule, threshold, labeled, labeled_share, pool, pool_share, total.
+    Also ``attrs``: ``samples`` (in the view) and ``measured`` (with signals).
+    """
+    flt = flt or Filter()
+    view = view_sql.filtered_view(flt, cat.metadata_fields(), flt.run)
+    row = cat.query_rows(sql.flag_counts(view))[0]
+    t = thresholds(cat)
+    records = []
+    for i, flag in enumerate(FLAGS):
+        lab, lab_n, pool, pool_n = row[2 + 4 * i: 6 + 4 * i]
+        records.append({
+            "flag": flag, "rule": FLAG_INFO[flag].rule,
+            "threshold": None if flag == "exact_duplicate" else t[flag],
+            "labeled": int(lab), "labeled_share": lab / lab_n if lab_n else None,
+            "pool": int(pool), "pool_share": pool / pool_n if pool_n else None,
+            "total": int(lab + pool)})
+    frame = pd.DataFrame.from_records(records)
+    frame.attrs.update(samples=int(row[0]), measured=int(row[1]))
+    return frame
+
+
+def flagged_ids(cat: Catalog, flag: str) -> list[str]:
+    return [r[0] for r in cat.query_rows(sql.flagged_ids(flag))]
+
+
+def duplicate_sets(cat: Catalog, kind: str, limit: int | None = None) -> list[list[str]]:
+    """Sample ids of each exact or near duplicate set, largest sets first."""
+    if kind not in ("exact", "near"):
+        raise QualityError(f"duplicate kind must be 'exact' or 'near', got {kind!r}")
+    return [list(ids) for _, ids in cat.query_rows(sql.duplicate_sets(kind, limit))]
+
+
+def missing_count(cat: Catalog) -> int:
+    """Samples without measured signals (ingested with ``--no-probe`` or before this feature)."""
+    return int(cat.scalar(sql.COUNT_MISSING))
+
+
+def report(cat: Catalog) -> dict[str, object]:
+    """Counts, flagged ids and duplicate sets: what ``al-explorer quality --json`` prints."""
+    return {
+        "counts": {flag: int(n) for flag, n in
+                   zip(FLAGS, flag_counts(cat)["total"], strict=True)},
+        "flagged": {flag: flagged_ids(cat, flag) for flag in FLAGS},
+        "duplicate_sets": [{"kind": kind, "sample_ids": ids}
+                           for kind in ("exact", "near") for ids in duplicate_sets(cat, kind)],
+        "thresholds": thresholds(cat),
+        "missing_signals": missing_count(cat),
+    }
+
+
+#: Images measured per committed chunk by :func:`recompute`.
+RECOMPUTE_CHUNK = 500
+
+
+def recompute(cat: Catalog, *, progress: bool = True, chunk: int = RECOMPUTE_CHUNK) -> tuple[int, list[str]]:
+    """Measure the signals of local samples that have none, committing every ``chunk`` images.
+
+    Resumable: an interrupted run keeps what it committed and the next one goes on from there.
+    Returns ``(measured, problems)``: files that are missing or unreadable are listed, skipped.
+    """
+    from al_core.ingest.images import probe_images
+
+    todo = cat.query_rows(sql.missing_signals())
+    measured, problems = 0, []
+    results = probe_images(((key, sid, uri) for key, sid, uri in todo), total=len(todo),
+                           progress=progress, desc="measuring image quality")
+    batch: list = []
+    for res in results:
+        if res.problem or res.signals is None:
+            problems.append(f"sample {res.sample_id!r}: {res.problem}")
+        else:
+            batch.append(res)
+        if len(batch) >= chunk:
+            measured += _store(cat, batch)
+            batch = []
+    if batch:
+        measured += _store(cat, batch)
+    reflag_catalog(cat)
+    return measured, problems
+
+
+def _store(cat: Catalog, results: list) -> int:
+    cols = {"sample_key": pd.array([r.row for r in results], dtype="Int32")}
+    for name in sql.MEASURED:
+        attr = name.removeprefix("q_")
+        values = [getattr(r.signals, attr) for r in results]
+        dtype = "string" if name == "q_pixel_digest" else "Int64" if name == "q_phash" else "Float64"
+        cols[name] = pd.array(values, dtype=dtype)
+    cur = new_connection()
+    try:
+        cur.register("quality_signals", pd.DataFrame(cols))
+        with cat.transaction("store image-quality signals", con=cur):
+            return int(cur.execute(*sql.store_signals("quality_signals")).fetchone()[0])
+    finally:
+        cur.close()

@@ -1,0 +1,279 @@
+"""Image-quality signals and flags: formulas, flags on images built here, thresholds, duplicates, CLI."""
+
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image, ImageDraw, ImageFilter
+from scipy import ndimage
+
+from al_core import quality
+from al_core.cli import main
+from al_core.db.catalog import Catalog
+from al_core.errors import IngestError
+from al_core.ingest import ingest_manifest
+from al_core.quality import signals as sig
+from al_core.quality import sql as qsql
+from al_core.view import Filter, count_filtered
+from al_core.view.filters import Condition
+
+
+def scene(seed: int = 1, size: tuple[int, int] = (512, 384)) -> Image.Image:
+    """A sharp synthetic photo: coloured rectangles on a coloured ground."""
+    rng = np.random.default_rng(seed)
+    img = Image.new("RGB", size, tuple(int(v) for v in rng.integers(0, 255, 3)))
+    draw = ImageDraw.Draw(img)
+    for _ in range(30):
+        x, y = int(rng.integers(0, size[0])), int(rng.integers(0, size[1]))
+        w, h = (int(v) for v in rng.integers(10, 150, 2))
+        draw.rectangle([x, y, x + w, y + h], fill=tuple(int(v) for v in rng.integers(0, 255, 3)))
+    return img
+
+
+def reencoded(img: Image.Image, quality_: int = 75) -> Image.Image:
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=quality_)
+    buf.seek(0)
+    return Image.open(buf)
+
+
+# ------------------------------------------------------------- formulas, checked independently
+def test_brightness_contrast_chroma_match_an_independent_computation() -> None:
+    img = scene(3, (96, 64))
+    s = sig.measure(img)
+    px = np.asarray(img, dtype=np.float64)
+    per_pixel = np.sqrt(0.241 * px[..., 0] ** 2 + 0.691 * px[..., 1] ** 2 + 0.068 * px[..., 2] ** 2) / 255
+    # the analysis image is at most 64 px a side: 96x64 -> 64x43 (area average)
+    small = np.asarray(img.resize((64, 43), Image.Resampling.BOX), dtype=np.float64)
+    per_small = np.sqrt(0.241 * small[..., 0] ** 2 + 0.691 * small[..., 1] ** 2
+                        + 0.068 * small[..., 2] ** 2) / 255
+    assert s.brightness == pytest.approx(per_small.mean(), abs=1e-9)
+    assert s.brightness_p99 == pytest.approx(np.sort(per_small.ravel())[int(0.99 * (per_small.size - 1))], abs=0.02)
+    assert s.brightness_p05 == pytest.approx(np.percentile(per_small, 5), abs=1e-9)
+    assert abs(s.brightness - per_pixel.mean()) < 0.02  # downscaling barely moves the mean
+    gray = (small[..., 0] * 299 + small[..., 1] * 587 + small[..., 2] * 114) / 1000
+    assert s.contrast == pytest.approx(np.round(gray).std() / 255, abs=2e-3)
+    assert s.chroma == pytest.approx((small.max(axis=2) - small.min(axis=2)).mean() / 255, abs=1e-9)
+
+
+def test_entropy_and_sharpness_match_an_independent_computation() -> None:
+    img = scene(4, (64, 64))
+    s = sig.measure(img)
+    gray = np.asarray(img.convert("L"), dtype=np.float64)
+    counts = np.bincount(gray.astype(int).ravel(), minlength=256)
+    p = counts[counts > 0] / counts.sum()
+    assert s.entropy == pytest.approx(-(p * np.log2(p)).sum(), abs=1e-9)
+    kernel = np.array([[-1, -1, -1], [-1, 8, -1], [-1, -1, -1]], dtype=np.float64)
+    edges = np.clip(ndimage.convolve(gray, kernel, mode="nearest"), 0, 255)[1:-1, 1:-1]
+    assert s.sharpness == pytest.approx(1 - np.exp(-0.01 * edges.std()), abs=2e-3)
+
+
+def test_phash_matches_the_textbook_definition() -> None:
+    img = scene(5, (200, 150))
+    gray = np.asarray(img.convert("L").resize((32, 32), Image.Resampling.BOX), dtype=np.float64)
+    n = 32
+    basis = np.cos(np.pi * (2 * np.arange(n)[None, :] + 1) * np.arange(n)[:, None] / (2 * n))
+    block = (basis @ gray @ basis.T)[:8, :8]  # DCT-II up to a constant factor
+    bits = "".join("1" if v > np.median(block) else "0" for v in block.ravel())
+    expected = int(bits, 2)
+    assert sig.phash(img.convert("L")) & ((1 << 64) - 1) == expected
+    assert sig.hamming(expected, expected ^ 0b1011) == 3
+
+
+@pytest.mark.parametrize("mode", ["L", "LA", "P", "RGBA", "I;16", "CMYK"])
+def test_every_image_mode_measures(mode: str) -> None:
+    img = scene(6, (40, 30)).convert("L" if mode == "I;16" else mode)
+    if mode == "I;16":
+        img = Image.fromarray(np.asarray(img, dtype=np.uint16) * 257)
+    s = sig.measure(img)
+    assert 0 <= s.brightness <= 1 and 0 <= s.sharpness <= 1 and 0 <= s.entropy <= 8
+
+
+# ------------------------------------------------------------- flags on a catalog of built images
+@pytest.fixture
+def quality_catalog(tmp_path: Path, catalog: Catalog) -> tuple[Catalog, Path]:
+    d = tmp_path / "imgs"
+    d.mkdir()
+    sharp = scene(1)
+    sharp.save(d / "sharp.jpg", quality=92)
+    sharp.filter(ImageFilter.GaussianBlur(12)).save(d / "blurred.jpg", quality=92)
+    Image.new("RGB", (200, 150), (0, 0, 0)).save(d / "black.png")
+    Image.new("RGB", (200, 150), (255, 255, 255)).save(d / "white.png")
+    Image.new("RGB", (200, 150), (90, 140, 60)).save(d / "constant.png")
+    scene(2, (1000, 100)).save(d / "wide.png")
+    scene(7).convert("L").convert("RGB").save(d / "gray_as_rgb.jpg", quality=92)
+    shutil.copy(d / "sharp.jpg", d / "sharp_copy.jpg")
+    reencoded(sharp, 75).save(d / "sharp_reencoded.png")
+    scene(8, (16, 12)).save(d / "tiny.png")
+    for i in range(3):
+        scene(20 + i).save(d / f"normal{i}.jpg", quality=90)
+    names = sorted(p.name for p in d.iterdir())
+    manifest = tmp_path / "m.csv"
+    pd.DataFrame({"path": [f"imgs/{n}" for n in names], "sample_id": [n.split(".")[0] for n in names],
+                  "label": ["a" if i % 2 else None for i in range(len(names))]}).to_csv(manifest, index=False)
+    ingest_manifest(catalog, manifest, progress=False)
+    return catalog, d
+
+
+def flags_of(cat: Catalog) -> dict[str, set[str]]:
+    return {flag: set(quality.flagged_ids(cat, flag)) for flag in quality.FLAGS}
+
+
+def test_flags_on_built_images(quality_catalog: tuple[Catalog, Path]) -> None:
+    cat, _ = quality_catalog
+    f = flags_of(cat)
+    assert "black" in f["dark"] and "white" not in f["dark"] and "sharp" not in f["dark"]
+    assert "white" in f["light"] and "black" not in f["light"] and "sharp" not in f["light"]
+    assert "blurred" in f["blurry"] and "sharp" not in f["blurry"]
+    rows = dict(cat.query_rows("SELECT sample_id, q_sharpness FROM samples"))
+    assert rows["blurred"] < rows["sharp"]
+    assert {"constant", "black", "white"} <= f["low_information"] and "sharp" not in f["low_information"]
+    assert f["odd_aspect_ratio"] == {"wide"}
+    assert "tiny" in f["odd_size"] and "sharp" not in f["odd_size"]
+    assert "gray_as_rgb" in f["grayscale"] and "sharp" not in f["grayscale"]
+    assert f["exact_duplicate"] == {"sharp", "sharp_copy"}
+    assert "sharp_reencoded" in f["near_duplicate"]
+    assert not f["near_duplicate"] & {"black", "white"}  # flat images: same hash, not the same image
+    exact = quality.duplicate_sets(cat, "exact")
+    assert exact == [["sharp", "sharp_copy"]]
+    near = quality.duplicate_sets(cat, "near")
+    assert any("sharp_reencoded" in s and "sharp" in s for s in near)
+
+
+def test_flags_are_fields_every_filter_reads(quality_catalog: tuple[Catalog, Path]) -> None:
+    cat, _ = quality_catalog
+    fields = cat.metadata_fields()
+    assert all(fields[f"q_{flag}"] == "BOOLEAN" for flag in quality.FLAGS)
+    assert all(fields[name] == "DOUBLE" for name in qsql.SIGNALS)
+    assert not set(qsql.INTERNAL) & set(fields)
+    dark = Filter(categorical=(("q_dark", ("true",)),))
+    assert count_filtered(cat, dark, None) == len(quality.flagged_ids(cat, "dark"))
+    assert count_filtered(cat, Filter().narrowed(Condition("q_blurry", "true")), None) == \
+        len(quality.flagged_ids(cat, "blurry"))
+    bright = Filter(numeric=(("q_brightness", (0.99, 1.0)),))
+    assert count_filtered(cat, bright, None) == 1  # white
+
+
+def test_changing_a_threshold_reflags_without_reading_images(quality_catalog: tuple[Catalog, Path]) -> None:
+    cat, folder = quality_catalog
+    before = flags_of(cat)
+    shutil.rmtree(folder)  # no image can be read again
+    t = quality.set_thresholds(cat, {"dark": 0.999})
+    assert t["dark"] == 0.999 and quality.thresholds(cat)["dark"] == 0.999
+    after = flags_of(cat)
+    assert before["dark"] < after["dark"] and "white" not in after["dark"]
+    quality.set_thresholds(cat, {}, reset=True)
+    assert flags_of(cat) == before and quality.thresholds(cat) == quality.DEFAULTS
+
+
+@pytest.mark.parametrize(("changes", "message"), [
+    ({"dark": "nan"}, "between 0 and 1"), ({"dark": 2}, "between 0 and 1"),
+    ({"dark": "x"}, "must be a number"), ({"nope": 1}, "unknown quality flag"),
+    ({"near_duplicate": 1.5}, "whole number"), ({"odd_size": 0.5}, "between 1 and"),
+])
+def test_bad_thresholds_are_refused_and_nothing_changes(
+        quality_catalog: tuple[Catalog, Path], changes: dict, message: str) -> None:
+    cat, _ = quality_catalog
+    version = cat.data_version()
+    with pytest.raises(quality.QualityError, match=message):
+        quality.set_thresholds(cat, {"light": 0.2, **changes})
+    assert cat.data_version() == version and quality.thresholds(cat) == quality.DEFAULTS
+
+
+@pytest.mark.parametrize("max_distance", [0, 1, 2, 4, 6])
+def test_banded_near_pairs_equal_brute_force(catalog: Catalog, max_distance: int) -> None:
+    rng = np.random.default_rng(max_distance)
+    base = rng.integers(-(2**63), 2**63 - 1, size=40, dtype=np.int64)
+    hashes = [int(h) for h in base]
+    for h in base[:30]:  # neighbours at 0..8 flipped bits
+        bits = rng.choice(64, size=int(rng.integers(0, 9)), replace=False)
+        flipped = int(h) & ((1 << 64) - 1)
+        for b in bits:
+            flipped ^= 1 << int(b)
+        hashes.append(flipped - (1 << 64) if flipped >= 1 << 63 else flipped)
+    with catalog.transaction("test hashes") as cur:
+        for i, h in enumerate(hashes):
+            cur.execute("INSERT INTO samples (sample_id, uri, split, ingested_at, q_phash, q_brightness) "
+                        "VALUES (?, ?, 'train', now()::TIMESTAMP, ?, 0.5)", [f"s{i:03d}", f"/x/{i}", h])
+        keys = dict(cur.execute("SELECT sample_key, sample_id FROM samples").fetchall())
+        found = {(keys[a], keys[b]) for a, b in cur.execute(*qsql.near_pairs(max_distance)).fetchall()}
+    expected = {(f"s{i:03d}", f"s{j:03d}") for i in range(len(hashes)) for j in range(i + 1, len(hashes))
+                if sig.hamming(hashes[i], hashes[j]) <= max_distance}
+    assert {tuple(sorted(p)) for p in found} == expected
+    assert expected  # the case is not empty
+
+
+def test_user_columns_may_not_use_the_reserved_prefix(tmp_path: Path, catalog: Catalog) -> None:
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    (tmp_path / "m.csv").write_text("path,Q_dark\na.png,1\n")
+    with pytest.raises(IngestError, match="'Q_dark': names starting with 'q_' are reserved"):
+        ingest_manifest(catalog, tmp_path / "m.csv", progress=False)
+    assert catalog.scalar("SELECT count(*) FROM samples") == 0
+
+
+def test_no_probe_leaves_signals_missing_and_recompute_fills_them_resumably(
+        tmp_path: Path, catalog: Catalog, monkeypatch: pytest.MonkeyPatch) -> None:
+    for i in range(7):
+        scene(30 + i, (64, 48)).save(tmp_path / f"i{i}.png")
+    Image.new("RGB", (64, 48)).save(tmp_path / "dark.png")
+    names = sorted(p.name for p in tmp_path.glob("*.png"))
+    (tmp_path / "m.csv").write_text("path\n" + "\n".join(names) + "\n")
+    ingest_manifest(catalog, tmp_path / "m.csv", probe=False, progress=False)
+    assert quality.missing_count(catalog) == 8
+    assert quality.flagged_ids(catalog, "dark") == []  # not measured: not flagged
+    calls = {"n": 0}
+    real_store = quality._store
+
+    def interrupted(cat: Catalog, results: list) -> int:
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real_store(cat, results)
+
+    monkeypatch.setattr(quality, "_store", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        quality.recompute(catalog, progress=False, chunk=3)
+    assert quality.missing_count(catalog) == 5  # the first chunk was committed
+    monkeypatch.setattr(quality, "_store", real_store)
+    measured, problems = quality.recompute(catalog, progress=False, chunk=3)
+    assert (measured, problems) == (5, [])
+    assert quality.missing_count(catalog) == 0
+    assert catalog.scalar("SELECT count(*) FROM samples") == 8
+    assert quality.flagged_ids(catalog, "dark") == ["dark.png"]
+
+
+def test_migration_adds_the_fields_to_an_older_catalog(tmp_path: Path) -> None:
+    path = tmp_path / "old.duckdb"
+    old = Catalog(path)
+    old.migrate(target=4)
+    with old.transaction("old rows") as cur:
+        cur.execute("INSERT INTO samples (sample_id, uri, width, height, split, ingested_at) "
+                    "VALUES ('a', '/x/a.png', 400, 40, 'train', now()::TIMESTAMP)")
+    with Catalog.open(path) as cat:
+        assert cat.schema_version() == 5
+        assert set(cat.metadata_fields()) >= {"q_dark", "q_brightness", "q_near_duplicate"}
+        assert cat.query_rows("SELECT q_aspect_ratio, q_pixels, q_brightness FROM samples") == [(10.0, 16000.0, None)]
+        assert quality.missing_count(cat) == 1
+
+
+def test_cli_quality_json_and_thresholds(quality_catalog: tuple[Catalog, Path],
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    cat, _ = quality_catalog
+    assert main(["quality", "--catalog", str(cat.path), "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert set(rep["counts"]) == set(quality.FLAGS)
+    assert rep["counts"]["dark"] == len(rep["flagged"]["dark"]) > 0
+    assert {"kind": "exact", "sample_ids": ["sharp", "sharp_copy"]} in rep["duplicate_sets"]
+    assert main(["quality", "--catalog", str(cat.path), "--set", "dark=0.999", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["thresholds"]["dark"] == 0.999
+    assert main(["quality", "--catalog", str(cat.path), "--set", "dark=7"]) == 1
+    assert "between 0 and 1" in capsys.readouterr().err
+    assert main(["quality", "--catalog", str(cat.path), "--reset"]) == 0
+    out = capsys.readouterr().out
+    assert "dark" in out and "exact duplicate sets: 1" in out
