@@ -18,6 +18,7 @@ PAGES = [
             url_path="overview"),
     st.Page("pages/samples.py", title="Samples", icon=":material/photo_library:", url_path="samples"),
     st.Page("pages/diagnostics.py", title="Diagnostics", icon=":material/troubleshoot:", url_path="diagnostics"),
+    st.Page("pages/quality.py", title="Image quality", icon=":material/high_quality:", url_path="quality"),
 ]
 BATCH = st.Page("pages/batch.py", title="Next batch", icon=":material/shopping_cart:", url_path="batch")
 

@@ -6,6 +6,7 @@ import streamlit as st
 
 from al_core import overview
 from al_core.overview import charts
+from al_core.quality.sql import PREFIX as QUALITY_PREFIX
 from al_core.view.filters import drill_spec, field_kind
 from pages._ui.drill import DrillDown
 from pages._ui.shell import call, catalog, empty_state, first_paint_pending, paint_first
@@ -91,15 +92,26 @@ st.caption("Labeled samples (blue) beside the unlabeled pool (orange). *Share wi
            "at a glance whatever their sizes; a value rare among the labeled but common in the pool is "
            "where labels are missing. Click a bar (or anywhere in its column) for its samples.")
 fields = cat.metadata_fields()
-grid = st.columns(2)
-for i, name in enumerate(fields):
-    kind, frame = call(cat, "field_distribution", flt, name)
-    if kind:
-        with grid[i % 2]:
-            if frame.empty:
-                st.info(charts.no_data(f"none has a value for {plain(name)}"))
-            else:
-                _chart(charts.field_chart(name, kind, frame, share, log and not share), f"ov_field_{i}")
+
+
+def _field_charts(names: list[str], offset: int) -> None:
+    grid = st.columns(2)
+    for i, name in enumerate(names):
+        kind, frame = call(cat, "field_distribution", flt, name)
+        if kind:
+            with grid[i % 2]:
+                if frame.empty:
+                    st.info(charts.no_data(f"none has a value for {plain(name)}"))
+                else:
+                    _chart(charts.field_chart(name, kind, frame, share, log and not share),
+                           f"ov_field_{offset + i}")
+
+
+user_fields = [n for n in fields if not n.startswith(QUALITY_PREFIX)]
+_field_charts(user_fields, 0)
+quality_fields = [n for n in fields if n.startswith(QUALITY_PREFIX)]
+if quality_fields and st.toggle("Show image-quality signals and flags (q_…)", key="ov_quality_fields"):
+    _field_charts(quality_fields, len(user_fields))
 
 categorical = [n for n, t in fields.items() if field_kind(t) == "categorical"]
 if categorical:

@@ -426,3 +426,37 @@ def test_diagnostics_confusion_cell_opens_its_samples(
     heading.wait_for(timeout=60_000)
     _wait_total(page, n)
     page.close()
+
+
+def test_quality_flag_filters_and_opens_its_gallery(
+        fresh_app: tuple[str, Path], browser: object, tmp_path: Path) -> None:
+    """Filter the Samples gallery by a quality flag in the sidebar, then open the flag's gallery
+    on the Image quality page (the filter goes along) and switch to another flag."""
+    from al_core.db.catalog import Catalog
+
+    url, path = fresh_app
+    cat = Catalog(path)
+    dark = cat.scalar("SELECT count(*) FROM samples WHERE q_dark")
+    dark_rain = cat.scalar("SELECT count(*) FROM samples WHERE q_dark AND weather = 'rain'")
+    blurry = cat.scalar("SELECT count(*) FROM samples WHERE q_blurry")
+    assert dark > 0 and blurry > 0
+    page = browser.new_page(viewport={"width": 1500, "height": 1300})
+    page.goto(f"{url}/samples", wait_until="domcontentloaded")
+    page.wait_for_selector("h1:has-text('Samples')", timeout=90_000)
+    sidebar = page.locator("[data-testid='stSidebar']")
+    sidebar.locator("[data-testid='stExpander'] summary", has_text="Image quality").click()
+    _pick(page, sidebar, "q_dark", "true")
+    _wait_total(page, dark)
+    assert "f.q_dark=true" in page.url
+    sidebar.get_by_role("link", name="Image quality").click()
+    page.wait_for_selector("h1:has-text('Image quality')", timeout=90_000)
+    _wait_total(page, dark)  # the flag's gallery (dark) within the sidebar's filter (dark)
+    assert "flag=dark" in page.url and "f.q_dark=true" in page.url
+    _pick(page, sidebar, "weather", "rain")
+    _wait_total(page, dark_rain)
+    _shot(page, "quality.png", tmp_path)
+    sidebar.get_by_role("button", name="Clear filters").click()
+    _pick(page, page.locator("[data-testid='stMain']"), "Flag", "blurry")
+    _wait_total(page, blurry)
+    assert "flag=blurry" in page.url
+    page.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +11,7 @@ import streamlit as st
 
 from al_core import view
 from al_core.db.catalog import Catalog
+from al_core.quality.sql import PREFIX as QUALITY_PREFIX
 from al_core.thumbnails import cache_dir, thumbnail
 from al_core.view.filters import Filter, field_kind
 from pages._ui import selection, url
@@ -26,6 +28,15 @@ THUMB_AREA = 172
 #: The URL key of the gallery's page number (one gallery is on screen at a time).
 URL_PAGE = "page"
 EMPTY = "No samples match this filter — clear a filter in the sidebar."
+
+
+def _shown(name: str, value: Any) -> str:
+    """A card's metadata value: numbers short and named (``q_sharpness 0.123``), text as is."""
+    if isinstance(value, float):
+        return f"{plain(name)} {value:.3g}"
+    if isinstance(value, bool):
+        return plain(name) if value else f"not {plain(name)}"
+    return plain(value)
 
 
 def _card(row: dict[str, Any], index: int, thumbs: Path, meta: list[str], key: str, flt: Filter) -> None:
@@ -46,7 +57,7 @@ def _card(row: dict[str, Any], index: int, thumbs: Path, meta: list[str], key: s
         parts = [plain(row["sample_id"]), plain(label) if label is not None else "unlabeled"]
         if not pd.isna(row.get("pred_label")):
             parts.append(f"pred **{plain(row['pred_label'])}** ({float(row['confidence']):.0%})")
-        parts += [plain(row[m]) for m in meta if not pd.isna(row.get(m))]
+        parts += [_shown(m, row[m]) for m in meta if not pd.isna(row.get(m))]
         st.caption(" · ".join(parts))
 
 
@@ -60,10 +71,11 @@ def clamp_page(value: Any, pages: int) -> int:
 
 
 def gallery(cat: Catalog, flt: Filter, run: view.RunRef | None, key: str,
-            url_page: str = URL_PAGE) -> None:
+            url_page: str = URL_PAGE, show: Sequence[str] = ()) -> None:
     """Paged thumbnails (id, label, prediction, key metadata) of every sample matching ``flt``.
 
-    ``url_page`` is the URL key that keeps its page (each gallery of a page needs its own).
+    ``url_page`` is the URL key that keeps its page (each gallery of a page needs its own);
+    ``show`` names fields to print on each card before the default metadata.
     """
     fields = cat.metadata_fields()
     total = view.count_filtered(cat, flt, run)
@@ -95,7 +107,9 @@ def gallery(cat: Catalog, flt: Filter, run: view.RunRef | None, key: str,
         page = 1
     of_col.markdown(f"page {page:,} of {pages:,}")
     url.put(url_page, str(page) if page > 1 else None)
-    meta = [n for n, t in fields.items() if field_kind(t) == "categorical"][:2]
+    meta = [n for n in show if n in fields]
+    meta += [n for n, t in fields.items() if field_kind(t) == "categorical"
+             and not n.startswith(QUALITY_PREFIX) and n not in meta][:2]
     first = (page - 1) * PAGE_SIZE
     frame = view.gallery_page(cat, flt, run, meta, PAGE_SIZE, first, sort)
     selection.action_bar(cat, key, flt, total, frame["sample_id"].astype(str).tolist())

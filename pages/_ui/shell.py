@@ -9,7 +9,7 @@ from typing import Any
 
 import streamlit as st
 
-from al_core import curation, diagnostics, overview, view
+from al_core import curation, diagnostics, overview, quality, view
 from al_core.db.catalog import Catalog, resolve_catalog_path
 from al_core.errors import CatalogBusyError, CatalogError
 from pages._ui import detail, url
@@ -149,7 +149,7 @@ def empty_state(cat: Catalog) -> bool:
 
 
 #: The libraries whose results pages cache (a whitelist: a page names one by key).
-CACHED_MODULES = {"overview": overview, "diagnostics": diagnostics}
+CACHED_MODULES = {"overview": overview, "diagnostics": diagnostics, "quality": quality}
 
 
 @st.cache_data(show_spinner=False, max_entries=512)

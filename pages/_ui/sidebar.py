@@ -9,6 +9,7 @@ import streamlit as st
 
 from al_core import view
 from al_core.db.catalog import Catalog
+from al_core.quality.sql import PREFIX as QUALITY_PREFIX
 from al_core.view.filters import BATCH_CHOICES, OUTCOME_CHOICES, Filter, field_kind
 from pages._ui import url
 from pages._ui.shell import current_page
@@ -20,6 +21,7 @@ def _options(cat: Catalog, column: str) -> list[str]:
 
 
 BATCH_LABELS = {"all": "all", "in": "in it", "out": "not in it"}
+_QUALITY_OPEN = "_flt_quality_open"  # whether this page's Image quality expander starts open
 _STATE = "_flt_state"  # the filter's widget values, kept across pages (widgets are per page)
 
 
@@ -91,15 +93,48 @@ def _field_widget(cat: Catalog, name: str, dtype: str) -> tuple[str, Any] | None
     return None
 
 
+def _any_set(fields: dict[str, str]) -> bool:
+    """Whether a filter on one of ``fields`` is set (its expander then opens by itself)."""
+    return any(st.session_state.get(f"flt_f_{name}") for name in fields
+               if field_kind(fields[name]) == "categorical")
+
+
 def _multiselect(label: str, options: list[str], key: str) -> list[str]:
     _keep_known(key, options)
     return st.multiselect(label, options, key=key)
 
 
-def _clear_filters() -> None:
-    for key in list(st.session_state):
-        if isinstance(key, str) and key.startswith("flt_"):
+_ALL_KEYS = ("flt_labeled", "flt_outcome", "flt_batch")
+
+
+def _cleared(cat: Catalog, key: str, value: Any) -> Any:
+    """A filter widget's "no restriction" value, or None where it is best dropped."""
+    if isinstance(value, list):
+        return []
+    if key in _ALL_KEYS:
+        return "all"
+    if key == "flt_conf":
+        return (0.0, 1.0)
+    if key.startswith("flt_f_") and isinstance(value, tuple):
+        low, high = view.field_range(cat, key.removeprefix("flt_f_"))
+        if low is None:
+            return None
+        if isinstance(value[0], float | int):
+            return (float(low), float(high))
+        return (pd.Timestamp(low).date(), pd.Timestamp(high).date())
+    return None
+
+
+def _clear_filters(cat: Catalog) -> None:
+    """Every filter widget back to "no restriction". Each is given that value rather than
+    deleted: a widget deleted from the session keeps, in the browser, the value a page switch
+    seeded, and sends it back on the next click (the filter would come back)."""
+    for key in [k for k in st.session_state if isinstance(k, str) and k.startswith("flt_")]:
+        value = _cleared(cat, key, st.session_state[key])
+        if value is None:
             del st.session_state[key]
+        else:
+            st.session_state[key] = value
     st.session_state[_STATE] = {}
     url.put_filter({})
 
@@ -137,7 +172,12 @@ def sidebar_filter(cat: Catalog) -> Filter:
     """Render the filter widgets, keep the URL in step, and return the current :class:`Filter`."""
     fields = cat.metadata_fields()
     runs = view.list_runs(cat)
+    switched = st.session_state.get("_flt_page") != current_page()
     _seed_widgets(fields, {name: ref for name, (ref, _) in runs.items()})
+    built_in = {n: t for n, t in fields.items() if n.startswith(QUALITY_PREFIX)}
+    if switched or _QUALITY_OPEN not in st.session_state:  # fixed for the page's life: an
+        st.session_state[_QUALITY_OPEN] = _any_set(built_in)  # expander whose `expanded` changes
+        # is a new element, and a collapsed new one would keep stale widget values in the browser
     with st.sidebar:
         st.caption(f"Catalog: {plain(cat.path)}")
         st.subheader("Filter")
@@ -152,13 +192,18 @@ def sidebar_filter(cat: Catalog) -> Filter:
         with st.expander("Model", expanded=True):
             model = _model_widgets(runs)
         categorical, numeric, dates = [], [], []
-        with st.expander("Metadata", expanded=True):
-            for name, dtype in fields.items():
-                picked = _field_widget(cat, name, dtype)
-                if picked:
-                    target = {"categorical": categorical, "numeric": numeric, "time": dates}[picked[0]]
-                    target.append((name, picked[1]))
-        st.button("Clear filters", on_click=_clear_filters, key="flt_clear")
+        user = {n: t for n, t in fields.items() if not n.startswith(QUALITY_PREFIX)}
+        for title, group, expanded in (("Metadata", user, True),
+                                       ("Image quality", built_in, st.session_state[_QUALITY_OPEN])):
+            if not group:
+                continue
+            with st.expander(title, expanded=expanded):
+                for name, dtype in group.items():
+                    picked = _field_widget(cat, name, dtype)
+                    if picked:
+                        target = {"categorical": categorical, "numeric": numeric, "time": dates}[picked[0]]
+                        target.append((name, picked[1]))
+        st.button("Clear filters", on_click=_clear_filters, args=(cat,), key="flt_clear")
     flt = Filter(tuple(splits), tuple(classes), labeled, tuple(chosen_tags), tuple(categorical),
                  tuple(numeric), tuple(dates), tags_exclude=tuple(without_tags), batch=batch, **model)
     st.session_state[_STATE] = {k: v for k, v in st.session_state.items()
