@@ -61,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     ingest.add_argument("--label-source", help="who labeled (recorded in label history)")
     ingest.add_argument("--batch-id", type=int, help="export batch these labels answer (label history)")
     ingest.add_argument("--no-probe", action="store_true",
-                        help="do not open images (no size/hash, no existence check)")
+                        help="do not open images (no size/hash/quality signals, no existence check)")
     ingest.add_argument("--skip-bad-images", action="store_true",
                         help="import the rest when some images are missing or corrupt (they are listed)")
     ingest.add_argument("--no-progress", action="store_true")
@@ -131,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
+    from al_core import quality
     from al_core.ingest import ingest_coco, ingest_folder, ingest_manifest
 
     source = Path(args.source)
@@ -149,7 +150,11 @@ def cmd_ingest(args: argparse.Namespace) -> int:
             result = ingest_manifest(cat, source, path_column=args.path_column,
                                      id_column=args.id_column, label_column=args.label_column,
                                      split_column=args.split_column, **options)
+        missing = quality.missing_count(cat) if args.no_probe else 0
     print(result.summary())
+    if missing:
+        print(f"{missing:,} sample(s) have no image-quality signals (--no-probe); measure them with "
+              "`al-explorer quality --recompute`", file=sys.stderr)
     return 0
 
 

@@ -12,13 +12,13 @@ import zlib
 from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import BinaryIO
 
 from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
-from al_core.quality.signals import Signals, measure
+from al_core.quality.signals import Prepared, Signals, measure_batch, prepare
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff"})
 
@@ -59,6 +59,8 @@ class ProbeResult:
     content_hash: str | None
     problem: str | None
     signals: Signals | None = None
+    #: the image reduced for the signals, until :func:`probe_images` measures its chunk
+    prepared: Prepared | None = None
 
 
 class _Budget:
@@ -223,8 +225,8 @@ def check_image(path: str) -> tuple[int, int]:
     return check_and_measure(path, signals=False)[0]
 
 
-def check_and_measure(path: str, *, signals: bool = True) -> tuple[tuple[int, int], Signals | None]:
-    """:func:`check_image`, and (``signals``) the image-quality signals of the same decode.
+def check_and_measure(path: str, *, signals: bool = True) -> tuple[tuple[int, int], Prepared | None]:
+    """:func:`check_image`, and (``signals``) the same decode reduced for the quality signals.
 
     The signals need the pixels: a JPEG's come from its 1/8-scale decode (the one the check
     does anyway), other formats' from a full decode inside the shared byte budget; a PNG is
@@ -241,7 +243,7 @@ def check_and_measure(path: str, *, signals: bool = True) -> tuple[tuple[int, in
             img.draft("RGB", (64, 64))  # JPEG decodes at 1/8 scale: still reads every byte
         with decode_slot(img, full, to_rgb=signals):
             img.load()
-            return size, measure(img) if signals else None
+            return size, prepare(img) if signals else None
 
 
 def probe_one(row: int, sample_id: str, path: str, *, signals: bool = True) -> ProbeResult:
@@ -256,7 +258,15 @@ def probe_one(row: int, sample_id: str, path: str, *, signals: bool = True) -> P
     except _CORRUPT as err:
         return ProbeResult(row, sample_id, None, None, None,
                            f"{path}: unreadable or corrupt image ({err})")
-    return ProbeResult(row, sample_id, width, height, file_hash(path), None, measured)
+    return ProbeResult(row, sample_id, width, height, file_hash(path), None, prepared=measured)
+
+
+def _measured(results: list[ProbeResult]) -> list[ProbeResult]:
+    """The chunk's results with their quality signals, measured for the whole chunk at once."""
+    todo = [i for i, r in enumerate(results) if r.prepared is not None]
+    for i, sig in zip(todo, measure_batch([results[i].prepared for i in todo]), strict=True):
+        results[i] = replace(results[i], signals=sig, prepared=None)
+    return results
 
 
 def probe_images(items: Iterable[tuple[int, str, str]], total: int, *, progress: bool = True,
@@ -264,17 +274,23 @@ def probe_images(items: Iterable[tuple[int, str, str]], total: int, *, progress:
                  desc: str = "probing images") -> Iterator[ProbeResult]:
     """Probe ``(row, sample_id, path)`` items in order with a thread pool and a progress bar.
 
-    Streams: at most a few chunks of work are in flight, so memory stays flat for any size.
+    Streams: at most two chunks of work are in flight (one read by the pool while the other's
+    quality signals are computed), so memory stays flat for any size.
     """
-    workers = workers or min(8, (os.cpu_count() or 2) * 2)
+    workers = workers or min(8, max(2, os.cpu_count() or 2))  # more threads only fight over the GIL
     bar = tqdm(total=total, unit="img", desc=desc, disable=not progress or total == 0,
                mininterval=0.5, dynamic_ncols=True)
     items = iter(items)
     with ThreadPoolExecutor(max_workers=workers) as pool:
+        in_flight = None  # the previous chunk: measured here while the pool reads the next one
         while True:
             chunk = [item for _, item in zip(range(256), items, strict=False)]
-            if not chunk:
+            submitted = pool.map(lambda it: probe_one(*it, signals=signals), chunk) if chunk else None
+            if in_flight is not None:
+                done = list(in_flight)
+                yield from _measured(done)
+                bar.update(len(done))
+            if submitted is None:
                 break
-            yield from pool.map(lambda it: probe_one(*it, signals=signals), chunk)
-            bar.update(len(chunk))
+            in_flight = submitted
     bar.close()
