@@ -279,15 +279,16 @@ def _slice_keys(cur: Any, flt: Filter, fields: dict[str, str], ref: RunRef,
     for i, name in enumerate(binned):
         values = profile[i]
         if not values or values[0] is None:
-            edges, span = [], (None, None)
-        else:
-            values = [_plain(v) for v in values]
-            edges = sorted(set(values[1:-1]) - {values[0]})  # inner cuts above the minimum
-            span = (values[0], values[-1])
+            continue  # no value in the evaluation set: its one slice ("missing") is the whole set
+        values = [_plain(v) for v in values]
+        edges = sorted(set(values[1:-1]) - {values[0]})  # inner cuts above the minimum
+        span = (values[0], values[-1])
         expr, params = sql.numeric_bin_expr(name, edges)
         keys.append(_Key(name, name, expr, params, edges, span))
     for j, name in enumerate(categorical):
         distinct = int(profile[len(binned) + j])
+        if distinct == 0:
+            continue  # no value in the evaluation set (e.g. quality signals never measured)
         if distinct > SLICE_MAX_VALUES:
             skipped.append(name)
             continue
