@@ -331,7 +331,7 @@ def cmd_quality(args: argparse.Namespace) -> int:
     if not path.exists():
         raise CatalogError(f"The catalog {path} does not exist. Run `al-explorer demo` or "
                            "`al-explorer ingest ...` to create it.")
-    changes = _threshold_changes(args.set)
+    changes = quality.checked_thresholds(_threshold_changes(args.set))  # before any long recompute
     with Catalog.open(path) as cat:
         if args.recompute:
             measured, problems = quality.recompute(cat, progress=not args.json)

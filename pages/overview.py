@@ -6,7 +6,7 @@ import streamlit as st
 
 from al_core import overview
 from al_core.overview import charts
-from al_core.quality.sql import PREFIX as QUALITY_PREFIX
+from al_core.quality.sql import is_built_in
 from al_core.view.filters import drill_spec, field_kind
 from pages._ui.drill import DrillDown
 from pages._ui.shell import call, catalog, empty_state, first_paint_pending, paint_first
@@ -107,9 +107,9 @@ def _field_charts(names: list[str], offset: int) -> None:
                            f"ov_field_{offset + i}")
 
 
-user_fields = [n for n in fields if not n.startswith(QUALITY_PREFIX)]
+user_fields = [n for n in fields if not is_built_in(n)]
 _field_charts(user_fields, 0)
-quality_fields = [n for n in fields if n.startswith(QUALITY_PREFIX)]
+quality_fields = [n for n in fields if is_built_in(n)]
 if quality_fields and st.toggle("Show image-quality signals and flags (q_…)", key="ov_quality_fields"):
     _field_charts(quality_fields, len(user_fields))
 

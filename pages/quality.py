@@ -54,12 +54,19 @@ def _tag_exclude(cat: Catalog, flt: Filter, ids: list[str] | None = None) -> Non
 
 
 def _apply_thresholds(cat: Catalog) -> None:
-    changes = {flag: st.session_state[f"q_t_{flag}"] for flag in _TUNABLE if f"q_t_{flag}" in st.session_state}
+    """Store the thresholds changed here (only those: one changed meanwhile elsewhere, by the
+    CLI or another tab, is not overwritten with what this page showed)."""
+    seeds = st.session_state.get(_SEEDS, {})
+    changes = {flag: st.session_state[f"q_t_{flag}"] for flag in _TUNABLE
+               if f"q_t_{flag}" in st.session_state and st.session_state[f"q_t_{flag}"] != seeds.get(flag)}
     try:
-        quality.set_thresholds(cat, changes)
+        now = quality.set_thresholds(cat, changes)
     except quality.QualityError as err:
         st.session_state["_q_flash"] = str(err)
         return
+    for flag in _TUNABLE:  # show what is stored now, changes from elsewhere included
+        st.session_state[f"q_t_{flag}"] = seeds[flag] = float(now[flag])
+    st.session_state[_SEEDS] = seeds
     st.session_state["_q_flash"] = "Thresholds applied: every sample re-flagged from its stored signals."
 
 
@@ -67,10 +74,12 @@ def _reset_thresholds(cat: Catalog) -> None:
     quality.set_thresholds(cat, {}, reset=True)
     for flag in _TUNABLE:
         st.session_state.pop(f"q_t_{flag}", None)
+    st.session_state.pop(_SEEDS, None)
     st.session_state["_q_flash"] = "Thresholds reset to the defaults."
 
 
 _TUNABLE = [f for f in quality.FLAGS if f != "exact_duplicate"]
+_SEEDS = "_q_t_seeds"  # the thresholds the widgets were given: Apply stores only what differs
 
 
 def _thresholds(cat: Catalog) -> None:
@@ -82,7 +91,8 @@ def _thresholds(cat: Catalog) -> None:
         cols = st.columns(4)
         for i, flag in enumerate(_TUNABLE):
             info, key = quality.FLAG_INFO[flag], f"q_t_{flag}"
-            st.session_state.setdefault(key, float(now[flag]))
+            if key not in st.session_state:
+                st.session_state[key] = st.session_state.setdefault(_SEEDS, {})[flag] = float(now[flag])
             step = 1.0 if flag in ("near_duplicate", "odd_size") else 0.01
             cols[i % 4].number_input(flag, min_value=float(info.low), max_value=float(info.high), step=step,
                                      key=key, help=info.rule)
@@ -142,8 +152,9 @@ if not empty_state(cat):
     if "quality_sort" not in st.session_state:
         _preset_sort(flag)
     flagged = flt.narrowed(Condition(quality.flag_column(flag), "true"))
-    tag.button(f"Tag all `{EXCLUDE_TAG}`", key="q_tag_all", on_click=_tag_exclude, args=(cat, flagged),
-               help="Export leaves samples tagged exclude out of labeling batches.")
+    if flag not in ("exact_duplicate", "near_duplicate"):  # for those: the extra copies only, below
+        tag.button(f"Tag all `{EXCLUDE_TAG}`", key="q_tag_all", on_click=_tag_exclude, args=(cat, flagged),
+                   help="Export leaves samples tagged exclude out of labeling batches.")
     st.caption(plain(quality.FLAG_INFO[flag].rule))
     sort_field = quality.FLAG_INFO[flag].sort_field
     gallery(cat, flagged, flt.run, key="quality", url_page=URL_PAGE, show=[sort_field] if sort_field else [])

@@ -189,27 +189,61 @@ def test_bad_thresholds_are_refused_and_nothing_changes(
     assert cat.data_version() == version and quality.thresholds(cat) == quality.DEFAULTS
 
 
+def _insert_hashes(catalog: Catalog, hashes: list[int], brightness: list[float]) -> dict[int, str]:
+    frame = pd.DataFrame({"sample_id": [f"s{i:05d}" for i in range(len(hashes))],
+                          "q_phash": pd.array(hashes, dtype="Int64"), "q_brightness": brightness})
+    with catalog.transaction("test hashes") as cur:
+        cur.register("hashes", frame)
+        cur.execute("INSERT INTO samples (sample_id, uri, split, ingested_at, q_phash, q_brightness) "
+                    "SELECT sample_id, '/x/' || sample_id, 'train', now()::TIMESTAMP, q_phash, q_brightness "
+                    "FROM hashes")
+        return dict(cur.execute("SELECT sample_key, sample_id FROM samples").fetchall())
+
+
 @pytest.mark.parametrize("max_distance", [0, 1, 2, 4, 6])
-def test_banded_near_pairs_equal_brute_force(catalog: Catalog, max_distance: int) -> None:
+def test_near_duplicate_sets_equal_brute_force(catalog: Catalog, max_distance: int) -> None:
+    """Banded candidate pairs over (hash, brightness band) nodes give exactly the connected
+    components of the documented rule, checked pair by pair."""
     rng = np.random.default_rng(max_distance)
     base = rng.integers(-(2**63), 2**63 - 1, size=40, dtype=np.int64)
     hashes = [int(h) for h in base]
-    for h in base[:30]:  # neighbours at 0..8 flipped bits
-        bits = rng.choice(64, size=int(rng.integers(0, 9)), replace=False)
-        flipped = int(h) & ((1 << 64) - 1)
-        for b in bits:
-            flipped ^= 1 << int(b)
-        hashes.append(flipped - (1 << 64) if flipped >= 1 << 63 else flipped)
-    with catalog.transaction("test hashes") as cur:
-        for i, h in enumerate(hashes):
-            cur.execute("INSERT INTO samples (sample_id, uri, split, ingested_at, q_phash, q_brightness) "
-                        "VALUES (?, ?, 'train', now()::TIMESTAMP, ?, 0.5)", [f"s{i:03d}", f"/x/{i}", h])
-        keys = dict(cur.execute("SELECT sample_key, sample_id FROM samples").fetchall())
-        found = {(keys[a], keys[b]) for a, b in cur.execute(*qsql.near_pairs(max_distance)).fetchall()}
-    expected = {(f"s{i:03d}", f"s{j:03d}") for i in range(len(hashes)) for j in range(i + 1, len(hashes))
-                if sig.hamming(hashes[i], hashes[j]) <= max_distance}
-    assert {tuple(sorted(p)) for p in found} == expected
+    for h in base[:30]:  # neighbours at 0..8 flipped bits, some of them twice
+        for _ in range(int(rng.integers(1, 3))):
+            flipped = int(h) & ((1 << 64) - 1)
+            for b in rng.choice(64, size=int(rng.integers(0, 9)), replace=False):
+                flipped ^= 1 << int(b)
+            hashes.append(flipped - (1 << 64) if flipped >= 1 << 63 else flipped)
+    brightness = [float(v) for v in rng.choice([0.05, 0.12, 0.25, 0.5, 0.55], size=len(hashes))]
+    keys = _insert_hashes(catalog, hashes, brightness)
+    with catalog.transaction("test sets") as cur:
+        found = quality._near_sets(cur, max_distance)
+    band = [int(np.floor(b / qsql.BRIGHTNESS_BAND)) for b in brightness]
+    oracle = quality._Sets()
+    for i in range(len(hashes)):
+        oracle.find(i)
+        for j in range(i + 1, len(hashes)):
+            if sig.hamming(hashes[i], hashes[j]) <= max_distance and abs(band[i] - band[j]) <= 1:
+                oracle.union(i, j)
+    groups: dict[int, set[str]] = {}
+    for i, root in oracle.labels().items():
+        groups.setdefault(root, set()).add(f"s{i:05d}")
+    expected = {frozenset(g) for g in groups.values() if len(g) > 1}
+    got: dict[int, set[str]] = {}
+    for key, set_id in found.items():
+        got.setdefault(set_id, set()).add(keys[key])
+    assert {frozenset(g) for g in got.values()} == expected
     assert expected  # the case is not empty
+
+
+def test_thousands_of_identical_images_stay_cheap(catalog: Catalog) -> None:
+    """Blank frames share one hash: one node, no pairs (not n² of them)."""
+    n = 20_000
+    _insert_hashes(catalog, [7] * n + [7], [0.5] * n + [0.95])
+    with catalog.transaction("test sets") as cur:
+        pairs = cur.execute(*qsql.near_node_pairs(0)).fetchall()
+        found = quality._near_sets(cur, 0)
+    assert pairs == []  # the bright one is two bands away: not a neighbour
+    assert len(found) == n and len(set(found.values())) == 1
 
 
 def test_user_columns_may_not_use_the_reserved_prefix(tmp_path: Path, catalog: Catalog) -> None:
@@ -233,11 +267,11 @@ def test_no_probe_leaves_signals_missing_and_recompute_fills_them_resumably(
     calls = {"n": 0}
     real_store = quality._store
 
-    def interrupted(cat: Catalog, results: list) -> int:
+    def interrupted(cat: Catalog, results: list, problems: list[str]) -> int:
         calls["n"] += 1
         if calls["n"] == 2:
             raise KeyboardInterrupt
-        return real_store(cat, results)
+        return real_store(cat, results, problems)
 
     monkeypatch.setattr(quality, "_store", interrupted)
     with pytest.raises(KeyboardInterrupt):
@@ -249,6 +283,15 @@ def test_no_probe_leaves_signals_missing_and_recompute_fills_them_resumably(
     assert quality.missing_count(catalog) == 0
     assert catalog.scalar("SELECT count(*) FROM samples") == 8
     assert quality.flagged_ids(catalog, "dark") == ["dark.png"]
+    # sizes and hashes a --no-probe ingest left out are filled too, so size flags work
+    assert catalog.scalar("SELECT count(*) FROM samples WHERE width = 64 AND height = 48 "
+                          "AND content_hash IS NOT NULL AND q_odd_size IS NOT NULL") == 8
+    # a file changed since it was ingested is named, not measured
+    with catalog.transaction("forget one") as cur:
+        cur.execute("UPDATE samples SET q_brightness = NULL WHERE sample_id = 'i0.png'")
+    scene(99, (64, 48)).save(tmp_path / "i0.png")
+    measured, problems = quality.recompute(catalog, progress=False)
+    assert measured == 0 and len(problems) == 1 and "'i0.png': its file changed" in problems[0]
 
 
 def test_migration_adds_the_fields_to_an_older_catalog(tmp_path: Path) -> None:
@@ -291,3 +334,30 @@ def test_cli_ingest_without_probe_says_how_to_measure(tmp_path: Path, capsys: py
     assert "al-explorer quality --recompute" in capsys.readouterr().out
     assert main(["quality", "--catalog", str(catalog), "--recompute", "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["missing_signals"] == 0
+
+
+def test_upgrade_keeps_user_fields_named_like_built_ins(tmp_path: Path) -> None:
+    """Before the prefix was reserved a user could add q_dark or q_score: the upgrade renames a
+    clash (user_q_dark) and keeps the rest; both keep importing."""
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    (tmp_path / "m.csv").write_text("path,q_dark,q_score\na.png,yes,0.5\n")
+    path = tmp_path / "old.duckdb"
+    old = Catalog(path)
+    old.migrate(target=4)
+    with old.transaction("v4 fields") as cur:
+        cur.execute("ALTER TABLE samples ADD COLUMN q_dark VARCHAR")
+        cur.execute("ALTER TABLE samples ADD COLUMN q_score DOUBLE")
+        cur.execute("INSERT INTO metadata_fields VALUES ('q_dark', 'VARCHAR', 1, now()::TIMESTAMP), "
+                    "('q_score', 'DOUBLE', 2, now()::TIMESTAMP)")
+        cur.execute("INSERT INTO samples (sample_id, uri, width, height, split, ingested_at, q_dark, q_score) "
+                    f"VALUES ('a.png', '{tmp_path / 'a.png'}', 8, 8, 'train', now()::TIMESTAMP, 'yes', 0.5)")
+    cat = Catalog.open(path)
+    fields = cat.metadata_fields()
+    assert fields["user_q_dark"] == "VARCHAR" and fields["q_dark"] == "BOOLEAN" and fields["q_score"] == "DOUBLE"
+    assert cat.query_rows("SELECT user_q_dark, q_score, q_aspect_ratio FROM samples") == [("yes", 0.5, 1.0)]
+    assert "user_q_dark" in cat.scalar("SELECT value FROM catalog_info WHERE key = 'v5_renamed_fields'")
+    (tmp_path / "m2.csv").write_text("path,sample_id,user_q_dark,q_score\na.png,a.png,dim,0.7\n")
+    ingest_manifest(cat, tmp_path / "m2.csv", progress=False)
+    assert cat.query_rows("SELECT user_q_dark, q_score FROM samples") == [("dim", 0.7)]
+    with pytest.raises(IngestError, match="'q_dark': names starting with 'q_' are reserved"):
+        ingest_manifest(cat, tmp_path / "m.csv", progress=False)  # the built-in one: never from a file

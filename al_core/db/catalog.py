@@ -450,7 +450,7 @@ class Catalog:
                     with atomic(cur):
                         cur.execute(sql.CREATE_SCHEMA_VERSION)
                         for statement in statements:
-                            cur.execute(statement)
+                            statement(cur) if callable(statement) else cur.execute(statement)
                         cur.execute(sql.RECORD_MIGRATION, [version, description, __version__])
 
     def _check_not_newer(self, current: int) -> None:

@@ -81,7 +81,35 @@ _V5_QUALITY_FIELDS = (
 _V5_QUALITY_INTERNAL = (("q_phash", "BIGINT"), ("q_pixel_digest", "VARCHAR"),
                         ("q_exact_set", "INTEGER"), ("q_near_set", "INTEGER"))
 
-MIGRATIONS: list[tuple[int, str, list[str]]] = [
+def _v5_rename_clashing_fields(cur: Any) -> None:
+    """Rename user fields named like a v5 built-in (``q_dark``...) to ``user_<name>``."""
+    built_in = {n.lower() for n, _ in _V5_QUALITY_FIELDS + _V5_QUALITY_INTERNAL}
+    columns = [r[0] for r in cur.execute(*describe("samples")).fetchall()]
+    taken = {c.lower() for c in columns}
+    renamed = {}
+    for name in columns:
+        if name.lower() in built_in:
+            new = f"user_{name}"
+            while new.lower() in taken:
+                new = f"user_{new}"
+            taken.add(new.lower())
+            cur.execute(f"ALTER TABLE samples RENAME COLUMN {quote_ident(name)} TO {quote_ident(new)}")
+            cur.execute("UPDATE metadata_fields SET name = ? WHERE name = ?", [new, name])
+            renamed[name] = new
+    if renamed:
+        import json
+
+        cur.execute(*set_info("v5_renamed_fields", json.dumps(renamed)))
+
+
+def _v5_first_flags(cur: Any) -> None:
+    """Flags from what a v4 catalog already knows (sizes, file hashes), default thresholds."""
+    from al_core import quality  # the quality package needs this module: import it late
+
+    quality.reflag(cur, quality.DEFAULTS)
+
+
+MIGRATIONS: list[tuple[int, str, list[Any]]] = [
     (
         1,
         "core catalog: samples, labels with history, model runs, predictions, embeddings",
@@ -216,16 +244,18 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         5,
         "image quality: q_ signals and flags on samples (registered as fields), hashes, duplicate sets",
         [
-            *(f"ALTER TABLE samples ADD COLUMN IF NOT EXISTS {name} {dtype}" for name, dtype in _V5_QUALITY_FIELDS + _V5_QUALITY_INTERNAL),
+            # a user field of a built-in's name (possible before v5) is kept as user_<name>
+            lambda cur: _v5_rename_clashing_fields(cur),
+            *(f"ALTER TABLE samples ADD COLUMN {name} {dtype}"
+              for name, dtype in _V5_QUALITY_FIELDS + _V5_QUALITY_INTERNAL),
             # signals and flags are fields like any other (filters, charts, slices read them);
             # the hashes and set ids are internal
-            *(f"INSERT INTO metadata_fields SELECT '{name}', '{dtype}', "
-              "coalesce(max(position), 0) + 1, current_timestamp::TIMESTAMP FROM metadata_fields "
-              f"WHERE NOT EXISTS (SELECT 1 FROM metadata_fields WHERE name = '{name}')"
+            *(f"INSERT INTO metadata_fields VALUES ('{name}', '{dtype}', "
+              "(SELECT coalesce(max(position), 0) + 1 FROM metadata_fields), current_timestamp::TIMESTAMP)"
               for name, dtype in _V5_QUALITY_FIELDS),
-            # sizes known before this version: aspect ratio and pixel count need no image
-            "UPDATE samples SET q_aspect_ratio = width / height, q_pixels = width * height::DOUBLE "
-            "WHERE width > 0 AND height > 0",
+            # sizes and hashes known before this version: aspect ratio, pixel count, odd sizes
+            # and exact duplicates need no image
+            lambda cur: _v5_first_flags(cur),
         ],
     ),
 ]

@@ -298,6 +298,10 @@ def _slice_keys(cur: Any, flt: Filter, fields: dict[str, str], ref: RunRef,
     return keys, skipped
 
 
+#: Fields counted per slice query: with the split and the class, DuckDB's GROUPING_ID limit (63).
+MAX_GROUPING_FIELDS = 60
+
+
 def slices(cat: Catalog, run: RunRef, flt: Filter, min_n: int = 30,
            quantile_bins: int = 4) -> pd.DataFrame:
     """Accuracy of the run on every slice of its evaluation set, worst first.
@@ -315,31 +319,38 @@ def slices(cat: Catalog, run: RunRef, flt: Filter, min_n: int = 30,
         raise ValueError(f"min_n must be a whole number >= 1, not {min_n!r}")
     if int(quantile_bins) != quantile_bins or quantile_bins < 1:
         raise ValueError(f"quantile_bins must be a whole number >= 1, not {quantile_bins!r}")
+    rows: list[dict[str, Any]] = []
+    total_n = total_correct = 0
     with cat.read() as cur:
         fields = cat.metadata_fields(cur)
         info = _run_info(cur, run)
-        keys, skipped = _slice_keys(cur, flt, fields, info.ref, int(quantile_bins))
-        klass = len(keys) - 1
-        sets = [[i] for i in range(len(keys))] + [[i, klass] for i in range(len(keys) - 2)]
-        counts = cur.execute(*sql.slice_counts(flt, fields, info.ref,
-                                               [(k.expr, k.params) for k in keys], sets)).fetchall()
-    if not counts:
-        raise _empty(info, flt)
-    n_keys = len(keys)
-    full = (1 << n_keys) - 1
-    by_gid = {full ^ sum(1 << (n_keys - 1 - i) for i in s): s for s in sets}
-    rows = []
-    total_n = total_correct = 0
-    for row in counts:
-        gid, values, n, correct = row[0], row[1:1 + n_keys], int(row[-2]), int(row[-1])
-        members = by_gid[gid]
-        if members == [klass]:
-            total_n += n
-            total_correct += correct
-        parts = [keys[i].describe(values[i]) for i in members]
-        rows.append({"field": " × ".join(keys[i].field for i in members),
-                     "value": " × ".join(p[0] for p in parts), "n": n, "correct": correct,
-                     "conditions": tuple(c for p in parts for c in p[1])})
+        all_keys, skipped = _slice_keys(cur, flt, fields, info.ref, int(quantile_bins))
+        field_keys, tail = all_keys[:-2], all_keys[-2:]  # tail: split, class
+        # DuckDB's GROUPING_ID takes at most 63 keys: many fields are counted in several queries
+        for start in range(0, max(len(field_keys), 1), MAX_GROUPING_FIELDS):
+            chunk = field_keys[start:start + MAX_GROUPING_FIELDS]
+            keys = [*chunk, *(tail if start == 0 else tail[1:])]  # the split and the class alone: once
+            klass = len(keys) - 1
+            sets = [[i] for i in range(len(chunk))] + [[i, klass] for i in range(len(chunk))]
+            if start == 0:
+                sets += [[klass - 1], [klass]]
+            counts = cur.execute(*sql.slice_counts(flt, fields, info.ref,
+                                                   [(k.expr, k.params) for k in keys], sets)).fetchall()
+            if not counts:
+                raise _empty(info, flt)
+            n_keys = len(keys)
+            full = (1 << n_keys) - 1
+            by_gid = {full ^ sum(1 << (n_keys - 1 - i) for i in s): s for s in sets}
+            for row in counts:
+                gid, values, n, correct = row[0], row[1:1 + n_keys], int(row[-2]), int(row[-1])
+                members = by_gid[gid]
+                if members == [klass]:
+                    total_n += n
+                    total_correct += correct
+                parts = [keys[i].describe(values[i]) for i in members]
+                rows.append({"field": " × ".join(keys[i].field for i in members),
+                             "value": " × ".join(p[0] for p in parts), "n": n, "correct": correct,
+                             "conditions": tuple(c for p in parts for c in p[1])})
     frame = pd.DataFrame(rows, columns=["field", "value", "n", "correct", "conditions"])
     overall = total_correct / total_n
     frame["accuracy"] = frame["correct"] / frame["n"]

@@ -162,10 +162,10 @@ def _plan_metadata(columns: dict[str, str], roles: dict[str, str | None],
         if low in db_sql.BUILTIN_SAMPLE_COLUMNS:
             problems.append(f"column {col!r} has the name of a built-in sample column; rename it")
             continue
-        if low.startswith(RESERVED_PREFIX):
+        if low in quality_sql.BUILT_IN or (low.startswith(RESERVED_PREFIX) and low not in existing_lower):
             problems.append(f"column {col!r}: names starting with {RESERVED_PREFIX!r} are reserved "
                             "for the image-quality signals al-explorer measures; rename it")
-            continue
+            continue  # (a q_ field the catalog has from before the prefix was reserved still imports)
         if low in seen:
             problems.append(f"column {col!r} differs from another column only by case; rename it")
             continue

@@ -71,8 +71,8 @@ FLAG_INFO: dict[str, FlagInfo] = {
     "grayscale": FlagInfo("chroma (mean max-min channel spread) <= threshold", 0, 1, "q_chroma"),
     "exact_duplicate": FlagInfo("same file bytes, or same decoded pixels at probe scale "
                                 "(no threshold)", 0, 0, None),
-    "near_duplicate": FlagInfo("perceptual hashes differ in <= threshold of 64 bits "
-                               "(not exact copies)", 0, 6, None),
+    "near_duplicate": FlagInfo("perceptual hashes differ in <= threshold of 64 bits, mean brightness "
+                               "in the same or a neighbouring tenth (not exact copies)", 0, 6, None),
 }
 
 
@@ -131,9 +131,14 @@ def reflag_catalog(cat: Catalog, what: str = "re-flag image quality") -> None:
         reflag(cur, thresholds(cat, cur))
 
 
+def checked_thresholds(changes: Mapping[str, object]) -> Thresholds:
+    """``changes`` as numbers; :class:`QualityError` naming the first bad flag or value."""
+    return {flag: _check(flag, value) for flag, value in changes.items()}
+
+
 def set_thresholds(cat: Catalog, changes: Mapping[str, object], *, reset: bool = False) -> Thresholds:
     """Store new thresholds (checked first; nothing written if one is bad) and re-flag."""
-    checked = {flag: _check(flag, value) for flag, value in changes.items()}
+    checked = checked_thresholds(changes)
     with cat.transaction("change image-quality thresholds") as cur:
         now = dict(DEFAULTS) if reset else thresholds(cat, cur)
         now.update(checked)
@@ -186,24 +191,41 @@ def _exact_sets(cur: duckdb.DuckDBPyConnection) -> dict[int, int]:
     return sets.labels()
 
 
-def _near_sets(cur: duckdb.DuckDBPyConnection, max_distance: int, exact: dict[int, int]) -> dict[int, int]:
+def _near_sets(cur: duckdb.DuckDBPyConnection, max_distance: int) -> dict[int, int]:
+    """Near-duplicate set of each sample in one: connected components over (hash, brightness
+    band) nodes. A node alone is a set only if it holds more than one exact-duplicate set."""
+    nodes = {(p, band): (keys, reps) for p, band, keys, reps in cur.execute(*sql.near_nodes()).fetchall()}
+    index = {node: i for i, node in enumerate(nodes)}
     sets = _Sets()
-    for a, b in cur.execute(*sql.near_pairs(max_distance)).fetchall():
-        if exact.get(a) is None or exact.get(a) != exact.get(b):  # exact copies are not "near"
-            sets.union(a, b)
-    return sets.labels()
+    for p, band, p2, band2 in cur.execute(*sql.near_node_pairs(max_distance)).fetchall():
+        sets.union(index[(p, band)], index[(p2, band2)])
+    members: dict[int, list[int]] = {}
+    for i in index.values():
+        members.setdefault(sets.find(i), []).append(i)
+    keys_of = list(nodes.values())
+    out: dict[int, int] = {}
+    for group in members.values():
+        if len(group) == 1 and keys_of[group[0]][1] < 2:
+            continue  # one image, or exact copies of one image: not "near"
+        keys = [k for i in group for k in keys_of[i][0]]
+        first = min(keys)
+        out.update(dict.fromkeys(keys, first))
+    return out
 
 
 def _write_sets(cur: duckdb.DuckDBPyConnection, max_distance: int) -> None:
-    exact = _exact_sets(cur)
-    near = _near_sets(cur, max_distance, exact)
-    keys = sorted(set(exact) | set(near))
+    """Exact-duplicate sets, then (they tell exact copies apart) near-duplicate sets."""
+    _store_sets(cur, "exact", _exact_sets(cur))
+    _store_sets(cur, "near", _near_sets(cur, max_distance))
+
+
+def _store_sets(cur: duckdb.DuckDBPyConnection, kind: str, sets: dict[int, int]) -> None:
+    keys = sorted(sets)
     frame = pd.DataFrame({"sample_key": pd.array(keys, dtype="Int32"),
-                          "exact_set": pd.array([exact.get(k) for k in keys], dtype="Int32"),
-                          "near_set": pd.array([near.get(k) for k in keys], dtype="Int32")})
+                          "set_id": pd.array([sets[k] for k in keys], dtype="Int32")})
     cur.register("quality_sets", frame)
     try:
-        cur.execute(*sql.set_duplicate_sets("quality_sets"))
+        cur.execute(*sql.set_duplicate_sets("quality_sets", kind))
     finally:
         cur.unregister("quality_sets")
 
@@ -284,16 +306,20 @@ def recompute(cat: Catalog, *, progress: bool = True, chunk: int = RECOMPUTE_CHU
         else:
             batch.append(res)
         if len(batch) >= chunk:
-            measured += _store(cat, batch)
+            measured += _store(cat, batch, problems)
             batch = []
     if batch:
-        measured += _store(cat, batch)
-    reflag_catalog(cat)
+        measured += _store(cat, batch, problems)
+    if measured or cat.scalar(sql.COUNT_UNFLAGGED):  # (an interrupted run may have left some)
+        reflag_catalog(cat)
     return measured, problems
 
 
-def _store(cat: Catalog, results: list) -> int:
-    cols = {"sample_key": pd.array([r.row for r in results], dtype="Int32")}
+def _store(cat: Catalog, results: list, problems: list[str]) -> int:
+    cols = {"sample_key": pd.array([r.row for r in results], dtype="Int32"),
+            "width": pd.array([r.width for r in results], dtype="Int32"),
+            "height": pd.array([r.height for r in results], dtype="Int32"),
+            "content_hash": pd.array([r.content_hash for r in results], dtype="string")}
     for name in sql.MEASURED:
         attr = name.removeprefix("q_")
         values = [getattr(r.signals, attr) for r in results]
@@ -303,6 +329,9 @@ def _store(cat: Catalog, results: list) -> int:
     try:
         cur.register("quality_signals", pd.DataFrame(cols))
         with cat.transaction("store image-quality signals", con=cur):
+            problems += [f"sample {sid!r}: its file changed since it was ingested (its bytes no longer "
+                         "match the stored content hash); re-ingest it" for (sid,) in
+                         cur.execute(*sql.changed_files("quality_signals")).fetchall()]
             return int(cur.execute(*sql.store_signals("quality_signals")).fetchone()[0])
     finally:
         cur.close()

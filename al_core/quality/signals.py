@@ -1,10 +1,11 @@
 """Image-quality signals of decoded images: brightness, contrast, sharpness, entropy, colour, hashes.
 
 Two steps: :func:`prepare` (per image, in the probe's worker threads, on the image decoded at
-probe scale: a JPEG at up to 1/8 of its size) reduces it to a small array and hashes it;
-:func:`measure_batch` (per chunk of images, vectorized in NumPy) computes every signal at once,
-so the per-image cost stays far below the decode's. Formulas follow CleanVision's where it has
-one, so its published thresholds apply:
+probe scale: a JPEG at up to 1/8 of its size) reduces it to at most 64 px a side;
+:func:`measure_batch` (per chunk of images, vectorized in NumPy, images of one size together)
+computes every signal at once, so the per-image cost stays far below the decode's. Brightness
+and chroma are taken from every other pixel each way of the 64-px image. Formulas follow
+CleanVision's where it has one, so its published thresholds apply:
 
 * perceived brightness of a pixel: ``sqrt(0.241 R² + 0.691 G² + 0.068 B²) / 255`` in [0, 1],
   counted in 256 levels; ``brightness`` is its mean, ``brightness_p99`` / ``brightness_p05``
@@ -70,17 +71,33 @@ class Signals:
 
 
 def as_rgb(img: Image.Image) -> Image.Image:
-    """``img`` in RGB as displayed (EXIF orientation applied; alpha over black dropped)."""
+    """``img`` in RGB as displayed (EXIF orientation applied; transparency dropped: the colour
+    stored under it counts)."""
     if "exif" in img.info or img.format not in ("JPEG", "PNG"):  # parse EXIF only if there is some
         try:
             img = ImageOps.exif_transpose(img)
         except (OSError, ValueError, SyntaxError, KeyError, TypeError):
             pass  # unreadable EXIF: measure the pixels as stored
-    if img.mode.startswith(("I", "F")):  # 16-bit or float gray: scaled to 8 bits, not clipped
-        values = np.asarray(img, dtype=np.float64)
-        top = 65535.0 if values.max(initial=0) > 255 else 255.0
-        img = Image.fromarray(np.clip(values * (255.0 / top), 0, 255).astype(np.uint8), "L")
+    if img.mode.startswith(("I", "F")):
+        img = _gray_to_8bit(img)
     return img if img.mode == "RGB" else img.convert("RGB")
+
+
+def _gray_to_8bit(img: Image.Image) -> Image.Image:
+    """A 16/32-bit integer or float grayscale image as 8-bit "L", reduced first (these formats
+    decode at full size). Integers are read as 16-bit (0-65535: 16-bit PNG and TIFF); floats as
+    0-1 when none exceeds 1, else as 0-255."""
+    wide = img.convert("F")
+    scale = max(wide.size) / (4 * ANALYSIS_SIZE)
+    if scale > 1:
+        wide = wide.resize((max(1, round(wide.width / scale)), max(1, round(wide.height / scale))),
+                           Image.Resampling.BOX)
+    values = np.asarray(wide, dtype=np.float32)
+    if img.mode.startswith("I"):
+        values = values / 257.0
+    elif values.size and values.max() <= 1.0:
+        values = values * 255.0
+    return Image.fromarray(np.clip(np.rint(values), 0, 255).astype(np.uint8), "L")
 
 
 def analysis_image(rgb: Image.Image, size: int = ANALYSIS_SIZE) -> Image.Image:

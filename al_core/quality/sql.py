@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from al_core.db.sql import Query, quote_ident
@@ -24,6 +24,15 @@ FLAGS = ("dark", "light", "blurry", "low_information", "odd_aspect_ratio", "odd_
 
 #: Internal columns (not fields): hashes and duplicate-set ids.
 INTERNAL = ("q_phash", "q_pixel_digest", "q_exact_set", "q_near_set")
+
+#: Every built-in quality column: the signals and flags (fields) and the internal ones.
+BUILT_IN = frozenset((*SIGNALS, *(f"q_{f}" for f in FLAGS), *INTERNAL))
+
+
+def is_built_in(name: str) -> bool:
+    """Whether ``name`` is a built-in quality field (a user field may also start with ``q_``:
+    one added before the prefix was reserved)."""
+    return name in BUILT_IN
 
 
 def flag_column(flag: str) -> str:
@@ -100,38 +109,53 @@ EXACT_CANDIDATES = (
 )
 
 
-#: Near duplicates also differ by at most this much in mean brightness: a perceptual hash
-#: ignores overall level, so a black and a white image (both flat) would otherwise match.
-NEAR_BRIGHTNESS = 0.1
+#: Near duplicates also have a close mean brightness: the same or a neighbouring band of this
+#: width. A perceptual hash ignores overall level, so a black and a white image (both flat)
+#: would otherwise match.
+BRIGHTNESS_BAND = 0.1
+
+_NODES = ("SELECT q_phash AS p, floor(q_brightness / ?)::BIGINT AS band{extra} FROM samples "
+          "WHERE q_phash IS NOT NULL AND q_brightness IS NOT NULL")
 
 
-def near_pairs(max_distance: int) -> Query:
-    """Pairs ``(key_a, key_b)`` whose perceptual hashes differ in at most ``max_distance`` bits
-    and whose mean brightness differs by at most :data:`NEAR_BRIGHTNESS`.
+def near_nodes() -> Query:
+    """Samples grouped by (perceptual hash, brightness band): ``(p, band, keys, reps)``, with
+    ``reps`` the number of distinct exact-duplicate sets among them (a sample alone counts as one).
+    Identical images share a node, however many there are: the pairs below stay few."""
+    text = _NODES.format(extra=", sample_key, q_exact_set")
+    return (f"SELECT p, band, list(sample_key ORDER BY sample_key), "
+            f"count(DISTINCT coalesce(q_exact_set, -sample_key)) FROM ({text}) GROUP BY p, band",
+            [BRIGHTNESS_BAND])
 
-    Split into ``max_distance + 1`` bands, two such hashes agree exactly on at least one band
-    (pigeonhole): candidates share a band value, and are then checked bit by bit.
+
+def near_node_pairs(max_distance: int) -> Query:
+    """Pairs of distinct nodes ``(p, band, p2, band2)`` whose hashes differ in at most
+    ``max_distance`` bits and whose brightness bands are the same or neighbours.
+
+    Split into ``max_distance + 1`` bands of bits, two such hashes agree exactly on at least one
+    (pigeonhole): candidates share one, and are then checked bit by bit.
     """
     bands = max_distance + 1
     width = -(-64 // bands)
     return (
-        "WITH h AS (SELECT sample_key AS k, q_phash AS p, q_brightness AS y FROM samples "
-        "WHERE q_phash IS NOT NULL), "
-        "b AS (SELECT k, p, y, i, (p >> (i * ?)) & ? AS v FROM h, range(?) t(i)) "
-        "SELECT DISTINCT a.k, c.k FROM b a JOIN b c ON a.i = c.i AND a.v = c.v AND a.k < c.k "
-        "WHERE bit_count(xor(a.p, c.p)) <= ? AND abs(a.y - c.y) <= ?",
-        [width, (1 << width) - 1, bands, max_distance, NEAR_BRIGHTNESS],
+        f"WITH n AS (SELECT DISTINCT * FROM ({_NODES.format(extra='')})), "
+        "b AS (SELECT p, band, i, (p >> (i * ?)) & ? AS v FROM n, range(?) t(i)) "
+        "SELECT DISTINCT a.p, a.band, c.p, c.band FROM b a JOIN b c ON a.i = c.i AND a.v = c.v "
+        "WHERE (a.p < c.p OR (a.p = c.p AND a.band < c.band)) AND abs(a.band - c.band) <= 1 "
+        "AND bit_count(xor(a.p, c.p)) <= ?",
+        [BRIGHTNESS_BAND, width, (1 << width) - 1, bands, max_distance],
     )
 
 
-def set_duplicate_sets(frame: str) -> Query:
-    """Write the set ids of registered ``frame`` (sample_key, exact_set, near_set); others cleared."""
+def set_duplicate_sets(frame: str, kind: str) -> Query:
+    """Write the set ids of registered ``frame`` (sample_key, set_id) into the ``kind`` ('exact'
+    or 'near') set column; samples not in the frame have theirs cleared. Only changes are written."""
+    col = {"exact": "q_exact_set", "near": "q_near_set"}[kind]
     return (
-        "UPDATE samples SET q_exact_set = f.exact_set, q_near_set = f.near_set FROM ("
-        "SELECT s.sample_key, d.exact_set, d.near_set FROM samples s "
+        f"UPDATE samples SET {col} = f.set_id FROM ("
+        "SELECT s.sample_key, d.set_id FROM samples s "
         f"LEFT JOIN {quote_ident(frame)} d USING (sample_key) "
-        "WHERE s.q_exact_set IS DISTINCT FROM d.exact_set "
-        "OR s.q_near_set IS DISTINCT FROM d.near_set) f WHERE samples.sample_key = f.sample_key",
+        f"WHERE s.{col} IS DISTINCT FROM d.set_id) f WHERE samples.sample_key = f.sample_key",
         [],
     )
 
@@ -169,20 +193,35 @@ def count_sets(kind: str) -> Query:
 
 def missing_signals(local_only: bool = True) -> Query:
     """``(sample_key, sample_id, uri)`` of samples without measured signals, by key."""
-    local = " AND NOT regexp_matches(uri, '^[A-Za-z][A-Za-z0-9+.-]*://')" if local_only else ""
+    local = f" AND {_LOCAL}" if local_only else ""
     return (f"SELECT sample_key, sample_id, uri FROM samples WHERE q_brightness IS NULL{local} "
             "ORDER BY sample_key", [])
 
 
-COUNT_MISSING = "SELECT count(*) FROM samples WHERE q_brightness IS NULL"
+_LOCAL = "NOT regexp_matches(uri, '^[A-Za-z][A-Za-z0-9+.-]*://')"
+
+#: Local samples without signals (remote ones cannot be measured: they are not counted).
+COUNT_MISSING = f"SELECT count(*) FROM samples WHERE q_brightness IS NULL AND {_LOCAL}"
+
+#: Measured samples whose flags were never derived.
+COUNT_UNFLAGGED = "SELECT count(*) FROM samples WHERE q_brightness IS NOT NULL AND q_dark IS NULL"
+
+#: A measured file whose bytes differ from the content hash the catalog holds for it.
+_CHANGED = "samples.content_hash IS NOT NULL AND samples.content_hash <> f.content_hash"
+
+
+def changed_files(frame: str) -> Query:
+    """Ids of samples of registered ``frame`` whose file no longer is the one ingested."""
+    return (f"SELECT samples.sample_id FROM samples JOIN {quote_ident(frame)} f USING (sample_key) "
+            f"WHERE {_CHANGED} ORDER BY 1", [])
 
 
 def store_signals(frame: str) -> Query:
-    """Fill the measured signals of registered ``frame`` (sample_key, MEASURED...) where still missing."""
-    sets = ", ".join(f"{c} = f.{c}" for c in MEASURED)
+    """Fill the signals of registered ``frame`` (sample_key, width, height, content_hash,
+    MEASURED...) where still missing; size and hash only fill gaps (a ``--no-probe`` ingest's),
+    and a file whose bytes changed since it was ingested is left alone."""
+    sets = ", ".join([*(f"{c} = f.{c}" for c in MEASURED),
+                      *(f"{c} = coalesce(samples.{c}, f.{c})" for c in ("width", "height", "content_hash"))])
     return (f"UPDATE samples SET {sets} FROM {quote_ident(frame)} f "
-            "WHERE samples.sample_key = f.sample_key AND samples.q_brightness IS NULL", [])
-
-
-def measured_columns(prefix: str = "") -> Sequence[str]:
-    return [f"{prefix}{c}" for c in MEASURED]
+            f"WHERE samples.sample_key = f.sample_key AND samples.q_brightness IS NULL AND NOT ({_CHANGED})",
+            [])

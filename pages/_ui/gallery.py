@@ -11,7 +11,7 @@ import streamlit as st
 
 from al_core import view
 from al_core.db.catalog import Catalog
-from al_core.quality.sql import PREFIX as QUALITY_PREFIX
+from al_core.quality.sql import is_built_in
 from al_core.thumbnails import cache_dir, thumbnail
 from al_core.view.filters import Filter, field_kind
 from pages._ui import selection, url
@@ -109,7 +109,7 @@ def gallery(cat: Catalog, flt: Filter, run: view.RunRef | None, key: str,
     url.put(url_page, str(page) if page > 1 else None)
     meta = [n for n in show if n in fields]
     meta += [n for n, t in fields.items() if field_kind(t) == "categorical"
-             and not n.startswith(QUALITY_PREFIX) and n not in meta][:2]
+             and not is_built_in(n) and n not in meta][:2]
     first = (page - 1) * PAGE_SIZE
     frame = view.gallery_page(cat, flt, run, meta, PAGE_SIZE, first, sort)
     selection.action_bar(cat, key, flt, total, frame["sample_id"].astype(str).tolist())

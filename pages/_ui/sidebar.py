@@ -9,7 +9,7 @@ import streamlit as st
 
 from al_core import view
 from al_core.db.catalog import Catalog
-from al_core.quality.sql import PREFIX as QUALITY_PREFIX
+from al_core.quality.sql import is_built_in
 from al_core.view.filters import BATCH_CHOICES, OUTCOME_CHOICES, Filter, field_kind
 from pages._ui import url
 from pages._ui.shell import current_page
@@ -174,7 +174,7 @@ def sidebar_filter(cat: Catalog) -> Filter:
     runs = view.list_runs(cat)
     switched = st.session_state.get("_flt_page") != current_page()
     _seed_widgets(fields, {name: ref for name, (ref, _) in runs.items()})
-    built_in = {n: t for n, t in fields.items() if n.startswith(QUALITY_PREFIX)}
+    built_in = {n: t for n, t in fields.items() if is_built_in(n)}
     if switched or _QUALITY_OPEN not in st.session_state:  # fixed for the page's life: an
         st.session_state[_QUALITY_OPEN] = _any_set(built_in)  # expander whose `expanded` changes
         # is a new element, and a collapsed new one would keep stale widget values in the browser
@@ -192,7 +192,7 @@ def sidebar_filter(cat: Catalog) -> Filter:
         with st.expander("Model", expanded=True):
             model = _model_widgets(runs)
         categorical, numeric, dates = [], [], []
-        user = {n: t for n, t in fields.items() if not n.startswith(QUALITY_PREFIX)}
+        user = {n: t for n, t in fields.items() if not is_built_in(n)}
         for title, group, expanded in (("Metadata", user, True),
                                        ("Image quality", built_in, st.session_state[_QUALITY_OPEN])):
             if not group:
