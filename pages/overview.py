@@ -113,7 +113,8 @@ quality_fields = [n for n in fields if is_built_in(n)]
 if quality_fields and st.toggle("Show image-quality signals and flags (q_…)", key="ov_quality_fields"):
     _field_charts(quality_fields, len(user_fields))
 
-categorical = [n for n, t in fields.items() if field_kind(t) == "categorical"]
+categorical = sorted((n for n, t in fields.items() if field_kind(t) == "categorical"),
+                     key=is_built_in)  # the user's fields first
 if categorical:
     a, b = st.columns([2, 1])
     heat_field = a.selectbox("Class × field", categorical, key="ov_heat_field")

@@ -39,8 +39,8 @@ def _preset_sort(flag: str) -> None:
     if info.sort_field:
         prefix = "field_desc:" if info.worst_first_desc else "field:"
         st.session_state["quality_sort"] = prefix + info.sort_field
-    else:
-        st.session_state.pop("quality_sort", None)
+    else:  # set, not dropped: a dropped widget value lingers in the browser and comes back
+        st.session_state["quality_sort"] = "id"
 
 
 def _tag_exclude(cat: Catalog, flt: Filter, ids: list[str] | None = None) -> None:
@@ -89,13 +89,16 @@ def _thresholds(cat: Catalog) -> None:
         st.caption("Applying re-flags every sample from its stored signals at once; no image is read "
                    "again. Defaults follow CleanVision where it has the same measure (README, *Image quality*).")
         cols = st.columns(4)
+        seeds = st.session_state.setdefault(_SEEDS, {})
         for i, flag in enumerate(_TUNABLE):
             info, key = quality.FLAG_INFO[flag], f"q_t_{flag}"
-            if key not in st.session_state:
-                st.session_state[key] = st.session_state.setdefault(_SEEDS, {})[flag] = float(now[flag])
-            step = 1.0 if flag in ("near_duplicate", "odd_size") else 0.01
-            cols[i % 4].number_input(flag, min_value=float(info.low), max_value=float(info.high), step=step,
-                                     key=key, help=info.rule)
+            stored = float(now[flag])
+            if key not in st.session_state or (seeds.get(flag) != stored and st.session_state[key] == seeds.get(flag)):
+                st.session_state[key] = seeds[flag] = stored  # new, or changed elsewhere and not edited here
+            whole = flag == "near_duplicate"
+            cols[i % 4].number_input(flag, min_value=float(info.low), max_value=float(info.high),
+                                     step=1.0 if whole or flag == "odd_size" else 0.01,
+                                     format="%.0f" if whole else "%.2f", key=key, help=info.rule)
         apply, reset, _ = st.columns([1, 1, 3])
         apply.button("Apply", key="q_t_apply", type="primary", on_click=_apply_thresholds, args=(cat,))
         reset.button("Reset to defaults", key="q_t_reset", on_click=_reset_thresholds, args=(cat,))
@@ -117,10 +120,12 @@ def _duplicate_sets(cat: Catalog, kind: str) -> None:
     else:
         right.caption("Near duplicates look alike to a perceptual hash, which ignores colour: "
                       "look before excluding any.")
-    for ids in sets[:SETS_SHOWN]:
+    pages = (len(sets) + SETS_SHOWN - 1) // SETS_SHOWN
+    page = 1
+    if pages > 1:
+        page = int(st.number_input(f"Sets page (of {pages:,})", 1, pages, key=f"q_sets_page_{kind}"))
+    for ids in sets[(page - 1) * SETS_SHOWN: page * SETS_SHOWN]:
         thumbnail_strip(cat, ids)
-    if len(sets) > SETS_SHOWN:
-        st.caption(f"… and {len(sets) - SETS_SHOWN:,} more sets (the flag's gallery above lists them all).")
 
 
 cat = catalog()
@@ -139,8 +144,8 @@ if not empty_state(cat):
                    "`al-explorer quality --recompute`.")
     counts = call(cat, "flag_counts", flt, module="quality")
     st.dataframe(counts, hide_index=True, width="stretch", key="q_counts",
-                 column_config={"labeled_share": st.column_config.NumberColumn(format="percent"),
-                                "pool_share": st.column_config.NumberColumn(format="percent")})
+                 column_config={"labeled_share": st.column_config.NumberColumn("labeled %", format="percent"),
+                                "pool_share": st.column_config.NumberColumn("pool %", format="percent")})
     st.caption(f"{counts.attrs['samples']:,} samples in the sidebar's view, {counts.attrs['measured']:,} "
                "measured. Shares are of the measured labeled samples and of the measured pool.")
     _thresholds(cat)
@@ -152,11 +157,15 @@ if not empty_state(cat):
     if "quality_sort" not in st.session_state:
         _preset_sort(flag)
     flagged = flt.narrowed(Condition(quality.flag_column(flag), "true"))
-    if flag not in ("exact_duplicate", "near_duplicate"):  # for those: the extra copies only, below
-        tag.button(f"Tag all `{EXCLUDE_TAG}`", key="q_tag_all", on_click=_tag_exclude, args=(cat, flagged),
-                   help="Export leaves samples tagged exclude out of labeling batches.")
     st.caption(plain(quality.FLAG_INFO[flag].rule))
-    sort_field = quality.FLAG_INFO[flag].sort_field
-    gallery(cat, flagged, flt.run, key="quality", url_page=URL_PAGE, show=[sort_field] if sort_field else [])
-    if flag in ("exact_duplicate", "near_duplicate"):
-        _duplicate_sets(cat, flag.removesuffix("_duplicate"))
+    if not int(counts.set_index("flag").loc[flag, "total"]):
+        st.info(f"No sample in this view is flagged {flag}" + (" (the sidebar filter narrows it)."
+                if flt.to_query_params() else "."))
+    else:
+        if flag not in ("exact_duplicate", "near_duplicate"):  # for those: the extra copies only, below
+            tag.button(f"Tag all `{EXCLUDE_TAG}`", key="q_tag_all", on_click=_tag_exclude, args=(cat, flagged),
+                       help="Export leaves samples tagged exclude out of labeling batches.")
+        sort_field = quality.FLAG_INFO[flag].sort_field
+        gallery(cat, flagged, flt.run, key="quality", url_page=URL_PAGE, show=[sort_field] if sort_field else [])
+        if flag in ("exact_duplicate", "near_duplicate"):
+            _duplicate_sets(cat, flag.removesuffix("_duplicate"))

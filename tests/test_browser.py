@@ -294,6 +294,10 @@ def _wait_total(page: object, expected: int) -> None:
 
 
 def _captions(page: object) -> list[str]:
+    """The gallery cards' captions, once the cards are drawn (the count above them comes first)."""
+    page.wait_for_function(
+        "[...document.querySelectorAll('[data-testid=stMain] [data-testid=stCaptionContainer]')]"
+        ".some(e => e.innerText.includes(' · '))", timeout=60_000)
     return [c.replace("\u2060", "") for c in
             page.locator("[data-testid='stMain'] [data-testid='stCaptionContainer']").all_inner_texts()
             if " · " in c]
@@ -452,9 +456,10 @@ def test_quality_flag_filters_and_opens_its_gallery(
     page.wait_for_selector("h1:has-text('Image quality')", timeout=90_000)
     _wait_total(page, dark)  # the flag's gallery (dark) within the sidebar's filter (dark)
     assert "flag=dark" in page.url and "f.q_dark=true" in page.url
+    page.wait_for_timeout(1500)  # the thumbnails
+    _shot(page, "quality.png", tmp_path)
     _pick(page, sidebar, "weather", "rain")
     _wait_total(page, dark_rain)
-    _shot(page, "quality.png", tmp_path)
     sidebar.get_by_role("button", name="Clear filters").click()
     _pick(page, page.locator("[data-testid='stMain']"), "Flag", "blurry")
     _wait_total(page, blurry)

@@ -177,7 +177,7 @@ def test_changing_a_threshold_reflags_without_reading_images(quality_catalog: tu
 
 @pytest.mark.parametrize(("changes", "message"), [
     ({"dark": "nan"}, "between 0 and 1"), ({"dark": 2}, "between 0 and 1"),
-    ({"dark": "x"}, "must be a number"), ({"nope": 1}, "unknown quality flag"),
+    ({"dark": "x"}, "must be a number"), ({"nope": 1}, "is not a quality flag"), ({"exact_duplicate": 1}, "has no threshold"),
     ({"near_duplicate": 1.5}, "whole number"), ({"odd_size": 0.5}, "between 1 and"),
 ])
 def test_bad_thresholds_are_refused_and_nothing_changes(

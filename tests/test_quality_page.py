@@ -10,6 +10,8 @@ import pytest
 from conftest import APP, APP_TIMEOUT, direct
 from streamlit.testing.v1 import AppTest
 
+from al_core.db.catalog import Catalog
+
 
 def _page(**params: str) -> AppTest:
     at = AppTest.from_file(APP, default_timeout=APP_TIMEOUT)
@@ -77,3 +79,33 @@ def test_unmeasured_samples_are_named_with_the_command(app_catalog: Path, unmeas
     warning = " ".join(w.value for w in at.warning)
     assert f"{unmeasured:,} sample(s) have no quality signals" in warning
     assert "al-explorer quality --recompute" in warning
+
+
+def test_switching_to_a_flag_without_a_signal_sorts_by_id(app_catalog: Path) -> None:
+    at = _page(flag="blurry")
+    assert at.selectbox(key="quality_sort").value == "field:q_sharpness"
+    at.selectbox(key="q_flag").set_value("near_duplicate").run()
+    assert at.selectbox(key="quality_sort").value == "id"
+
+
+def test_a_flag_nothing_has_says_so_without_a_gallery(app_catalog: Path) -> None:
+    assert direct(app_catalog, "SELECT count(*) FROM samples WHERE q_light")[0][0] == 0
+    at = _page(flag="light")
+    assert any("No sample in this view is flagged light" in i.value for i in at.info)
+    assert not [b for b in at.button if b.key == "q_tag_all"]
+
+
+def test_a_tag_filter_whose_tag_is_gone_empties_the_view(app_catalog: Path) -> None:
+    """Undoing the tag a view filters on must not silently widen that view to everything."""
+    at = _page(flag="dark")
+    at.button(key="q_tag_all").click().run()
+    at.switch_page("pages/samples.py").run()
+    at.multiselect(key="flt_tag").set_value(["exclude"]).run()
+    n = direct(app_catalog, "SELECT count(*) FROM samples WHERE q_dark")[0][0]
+    assert f"**{n:,} samples**" in [m.value for m in at.markdown]
+    with Catalog(app_catalog).transaction("test: untag elsewhere") as cur:
+        cur.execute("DELETE FROM tags WHERE tag = 'exclude'")
+    at.run()
+    assert not at.exception, at.exception
+    assert at.multiselect(key="flt_tag").value == ["exclude"]
+    assert "**0 samples**" in [m.value for m in at.markdown]

@@ -274,12 +274,14 @@ def _slice_keys(cur: Any, flt: Filter, fields: dict[str, str], ref: RunRef,
     categorical = [n for n, k in kinds.items() if k == "categorical"]
     qs = [i / quantile_bins for i in range(quantile_bins + 1)]
     profile = cur.execute(*sql.field_profile(flt, fields, ref, binned, categorical, qs)).fetchall()[0]
+    n_fields, total = len(binned) + len(categorical), profile[-1]
+    complete = [profile[n_fields + i] == total for i in range(n_fields)]  # no missing value
     keys: list[_Key] = []
     skipped = []
     for i, name in enumerate(binned):
         values = profile[i]
-        if not values or values[0] is None:
-            continue  # no value in the evaluation set: its one slice ("missing") is the whole set
+        if not values or values[0] is None or (values[0] == values[-1] and complete[i]):
+            continue  # no value, or one for every sample: its one slice is the whole set
         values = [_plain(v) for v in values]
         edges = sorted(set(values[1:-1]) - {values[0]})  # inner cuts above the minimum
         span = (values[0], values[-1])
@@ -287,8 +289,8 @@ def _slice_keys(cur: Any, flt: Filter, fields: dict[str, str], ref: RunRef,
         keys.append(_Key(name, name, expr, params, edges, span))
     for j, name in enumerate(categorical):
         distinct = int(profile[len(binned) + j])
-        if distinct == 0:
-            continue  # no value in the evaluation set (e.g. quality signals never measured)
+        if distinct == 0 or (distinct == 1 and complete[len(binned) + j]):
+            continue  # no value (e.g. quality signals never measured), or the same one for all
         if distinct > SLICE_MAX_VALUES:
             skipped.append(name)
             continue

@@ -142,8 +142,9 @@ def confidence_stats(flt: Any, fields: dict[str, str], run: RunRef) -> Query:
 
 def field_profile(flt: Any, fields: dict[str, str], run: RunRef, numeric: Sequence[str],
                   categorical: Sequence[str], quantiles: Sequence[float]) -> Query:
-    """Over the evaluation set: for each numeric/time field its quantiles (``quantile_disc``),
-    and for each categorical field its number of distinct values, in one scan."""
+    """Over the evaluation set, in one scan: for each numeric/time field its quantiles
+    (``quantile_disc``), for each categorical field its number of distinct values, then each
+    field's number of values (numeric ones first), then the number of samples."""
     cols = []
     params: list[Any] = []
     for name in numeric:
@@ -151,8 +152,8 @@ def field_profile(flt: Any, fields: dict[str, str], run: RunRef, numeric: Sequen
         params.append(list(quantiles))
     for name in categorical:
         cols.append(f"count(DISTINCT s.{quote_ident(name)})")
-    if not cols:
-        return "SELECT 1", []
+    cols += [f"count(s.{quote_ident(name)})" for name in [*numeric, *categorical]]
+    cols.append("count(*)")
     text, view_params = eval_set(flt, fields, run, ", ".join(cols))
     return text, [*params, *view_params]
 

@@ -188,7 +188,10 @@ def field_distribution(cat: Catalog, flt: Filter, name: str, bins: int = 30) -> 
         return kind, pd.DataFrame(columns=[*keys, *GROUP_COLUMNS])
     if kind == "numeric":
         low, high = float(low), float(high)
-        width = (high - low) / bins if high > low else 1.0
+        width = (high - low) / bins
+        if high == low:  # one value (every image 64x64): one narrow bar centred on it
+            width = max(abs(low) * 0.02, 1e-9)
+            low -= width / 2
         frame = _by_group(cat.query_df(sql.numeric_histogram(flt, fields, name, low, width, bins)), ["bin"])
         frame.insert(0, "start", low + frame["bin"] * width)
         frame.insert(1, "end", frame["start"] + width)

@@ -14,6 +14,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import duckdb
+import numpy as np
 import pandas as pd
 
 from al_core.db import sql as db_sql
@@ -81,8 +82,10 @@ class QualityError(AlExplorerError, ValueError):
 
 
 def _check(flag: str, value: object) -> float:
-    if flag not in FLAG_INFO:
-        raise QualityError(f"unknown quality flag {flag!r}; known: {', '.join(FLAGS)}")
+    if flag not in FLAG_INFO or flag == "exact_duplicate":
+        settable = ", ".join(f for f in FLAGS if f != "exact_duplicate")
+        what = "has no threshold (same bytes or pixels)" if flag == "exact_duplicate" else "is not a quality flag"
+        raise QualityError(f"{flag!r} {what}; flags with a threshold: {settable}")
     info = FLAG_INFO[flag]
     try:
         number = float(value)  # type: ignore[arg-type]
@@ -245,7 +248,7 @@ def flag_counts(cat: Catalog, flt: Filter | None = None) -> pd.DataFrame:
         lab, lab_n, pool, pool_n = row[2 + 4 * i: 6 + 4 * i]
         records.append({
             "flag": flag, "rule": FLAG_INFO[flag].rule,
-            "threshold": None if flag == "exact_duplicate" else t[flag],
+            "threshold": np.nan if flag == "exact_duplicate" else t[flag],
             "labeled": int(lab), "labeled_share": lab / lab_n if lab_n else None,
             "pool": int(pool), "pool_share": pool / pool_n if pool_n else None,
             "total": int(lab + pool)})
@@ -278,7 +281,7 @@ def report(cat: Catalog) -> dict[str, object]:
         "flagged": {flag: flagged_ids(cat, flag) for flag in FLAGS},
         "duplicate_sets": [{"kind": kind, "sample_ids": ids}
                            for kind in ("exact", "near") for ids in duplicate_sets(cat, kind)],
-        "thresholds": thresholds(cat),
+        "thresholds": {k: v for k, v in thresholds(cat).items() if k != "exact_duplicate"},
         "missing_signals": missing_count(cat),
     }
 

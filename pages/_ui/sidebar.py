@@ -184,7 +184,11 @@ def sidebar_filter(cat: Catalog) -> Filter:
         splits = _multiselect("Split", _options(cat, "split"), "flt_split")
         classes = _multiselect("Class (ground truth)", _options(cat, "label"), "flt_class")
         labeled = st.segmented_control("Labels", ["all", "labeled", "unlabeled"], key="flt_labeled") or "all"
-        tags = view.list_tags(cat)
+        # a chosen tag no sample has any more (just untagged, undone) stays chosen: the view
+        # empties rather than silently widening to every sample
+        chosen = [t for key in ("flt_tag", "flt_notag") for t in st.session_state.get(key) or []
+                  if isinstance(t, str)]
+        tags = sorted(set(view.list_tags(cat)) | set(chosen))
         chosen_tags = _multiselect("Tags", tags, "flt_tag") if tags else []
         without_tags = _multiselect("Without tags", tags, "flt_notag") if tags else []
         batch = st.segmented_control("Next batch", BATCH_CHOICES, key="flt_batch",
