@@ -169,11 +169,17 @@ def cmd_import_predictions(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_info(args: argparse.Namespace) -> int:
-    path = resolve_catalog_path(args.catalog)
-    if not path.exists():  # a look must not create a catalog where a path was mistyped
+def existing_catalog(value: str | None) -> Path:
+    """The catalog path a command names (or the default), which must exist already."""
+    path = resolve_catalog_path(value)
+    if not path.exists():
         raise CatalogError(f"The catalog {path} does not exist. Run `al-explorer demo` or "
                            "`al-explorer ingest ...` to create it.")
+    return path
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    path = existing_catalog(args.catalog)  # a look must not create a catalog where a path was mistyped
     with Catalog.open(path, read_only=args.read_only) as cat:
         counts = cat.query_df(db_sql.CATALOG_COUNTS).iloc[0].to_dict()
         print(f"catalog {cat.path} (schema v{cat.schema_version()}, data version {cat.data_version()})")
@@ -188,10 +194,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_select(args: argparse.Namespace) -> int:
     from al_core import curation, view
 
-    path = resolve_catalog_path(args.catalog)
-    if not path.exists():
-        raise CatalogError(f"The catalog {path} does not exist. Run `al-explorer demo` or "
-                           "`al-explorer ingest ...` to create it.")
+    path = existing_catalog(args.catalog)
     writes = args.tag is not None or args.untag is not None or args.add_to_batch or args.remove_from_batch
     if (writes or args.undo_tag) and (args.count or args.limit is not None):
         raise CatalogError("--count and --limit only go with listing, not with a write")
@@ -277,10 +280,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     from al_core import diagnostics
 
-    path = resolve_catalog_path(args.catalog)
-    if not path.exists():
-        raise CatalogError(f"The catalog {path} does not exist. Run `al-explorer demo` or "
-                           "`al-explorer ingest ...` to create it.")
+    path = existing_catalog(args.catalog)
     if args.min_n < 1:
         raise diagnostics.DiagnosticsError(f"--min-n must be 1 or more, not {args.min_n}")
     with Catalog.open(path) as cat:
@@ -327,10 +327,7 @@ def cmd_quality(args: argparse.Namespace) -> int:
 
     from al_core import quality
 
-    path = resolve_catalog_path(args.catalog)
-    if not path.exists():
-        raise CatalogError(f"The catalog {path} does not exist. Run `al-explorer demo` or "
-                           "`al-explorer ingest ...` to create it.")
+    path = existing_catalog(args.catalog)
     changes = quality.checked_thresholds(_threshold_changes(args.set))  # before any long recompute
     with Catalog.open(path) as cat:
         if args.recompute:
