@@ -355,9 +355,29 @@ def test_upgrade_keeps_user_fields_named_like_built_ins(tmp_path: Path) -> None:
     fields = cat.metadata_fields()
     assert fields["user_q_dark"] == "VARCHAR" and fields["q_dark"] == "BOOLEAN" and fields["q_score"] == "DOUBLE"
     assert cat.query_rows("SELECT user_q_dark, q_score, q_aspect_ratio FROM samples") == [("yes", 0.5, 1.0)]
+    # the upgrade derives what sizes and hashes already tell; signals stay missing, not flagged
+    assert cat.query_rows("SELECT q_odd_aspect_ratio, q_odd_size, q_dark FROM samples") == [(False, False, None)]
     assert "user_q_dark" in cat.scalar("SELECT value FROM catalog_info WHERE key = 'v5_renamed_fields'")
     (tmp_path / "m2.csv").write_text("path,sample_id,user_q_dark,q_score\na.png,a.png,dim,0.7\n")
     ingest_manifest(cat, tmp_path / "m2.csv", progress=False)
     assert cat.query_rows("SELECT user_q_dark, q_score FROM samples") == [("dim", 0.7)]
     with pytest.raises(IngestError, match="'q_dark': names starting with 'q_' are reserved"):
         ingest_manifest(cat, tmp_path / "m.csv", progress=False)  # the built-in one: never from a file
+
+
+@pytest.mark.parametrize(("image", "dark"), [
+    (Image.fromarray(np.full((40, 40), 200, dtype=np.uint16)), True),  # 16-bit: 200 of 65535 is black
+    (Image.fromarray(np.full((40, 40), 50000, dtype=np.uint16)), False),
+    (Image.fromarray(np.full((40, 40), 0.8, dtype=np.float32)), False),  # float 0-1: bright
+    (Image.fromarray(np.full((40, 40), 0.05, dtype=np.float32)), True),
+])
+def test_wide_grayscale_is_scaled_by_its_type(image: Image.Image, dark: bool) -> None:
+    assert (sig.measure(image).brightness_p99 < quality.DEFAULTS["dark"]) is dark
+
+
+def test_remote_samples_are_not_counted_as_missing(catalog: Catalog) -> None:
+    with catalog.transaction("test: a remote and a local sample") as cur:
+        cur.execute("INSERT INTO samples (sample_id, uri, split, ingested_at) VALUES "
+                    "('r', 'https://example.com/r.jpg', 'train', now()::TIMESTAMP), "
+                    "('l', '/nowhere/l.jpg', 'train', now()::TIMESTAMP)")
+    assert quality.missing_count(catalog) == 1  # recompute can measure only the local one

@@ -109,3 +109,23 @@ def test_a_tag_filter_whose_tag_is_gone_empties_the_view(app_catalog: Path) -> N
     assert not at.exception, at.exception
     assert at.multiselect(key="flt_tag").value == ["exclude"]
     assert "**0 samples**" in [m.value for m in at.markdown]
+
+
+def test_apply_stores_only_what_changed_here_and_boxes_follow_changes_elsewhere(app_catalog: Path) -> None:
+    from al_core import quality
+
+    at = _page(flag="dark")
+    quality.set_thresholds(Catalog(app_catalog), {"dark": 0.3})  # the CLI, meanwhile
+    at.run()
+    assert at.number_input(key="q_t_dark").value == 0.3  # not edited here: it follows
+    at.number_input(key="q_t_blurry").set_value(0.2)
+    at.button(key="q_t_apply").click().run()
+    stored = quality.thresholds(Catalog(app_catalog))
+    assert (stored["dark"], stored["blurry"]) == (0.3, 0.2)
+
+
+def test_duplicate_flags_offer_no_tag_all(app_catalog: Path) -> None:
+    at = _page(flag="near_duplicate")
+    assert direct(app_catalog, "SELECT count(*) FROM samples WHERE q_near_duplicate")[0][0] > 0
+    assert not [b for b in at.button if b.key == "q_tag_all"]
+    assert any("perceptual hash, which ignores colour" in c.value for c in at.caption)
