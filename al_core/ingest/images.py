@@ -216,17 +216,12 @@ def check_png(path: str) -> None:
         raise OSError("truncated PNG image data")
 
 
-def check_image(path: str) -> tuple[int, int]:
-    """Displayed ``(width, height)`` of ``path`` once its pixel data is known to decode.
+def check_and_measure(path: str, *, signals: bool = True) -> tuple[tuple[int, int], Prepared | None]:
+    """Displayed ``(width, height)`` of ``path`` once its pixel data is known to decode, and
+    (``signals``) the same decode reduced for the quality signals.
 
     Memory is bounded per image: the cap refuses huge ones from the header, a JPEG decodes
     at 1/8 scale, a PNG is checked as a stream, and other decodes share a byte budget.
-    """
-    return check_and_measure(path, signals=False)[0]
-
-
-def check_and_measure(path: str, *, signals: bool = True) -> tuple[tuple[int, int], Prepared | None]:
-    """:func:`check_image`, and (``signals``) the same decode reduced for the quality signals.
 
     The signals need the pixels: a JPEG's come from its 1/8-scale decode (the one the check
     does anyway), other formats' from a full decode inside the shared byte budget; a PNG is

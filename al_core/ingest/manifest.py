@@ -20,9 +20,6 @@ from al_core.quality import sql as quality_sql
 if TYPE_CHECKING:
     import pandas as pd
 
-#: Prefix of the built-in image-quality fields (``q_brightness``, ``q_dark``...): no user column.
-RESERVED_PREFIX = "q_"
-
 #: Column names recognised for each role, case-insensitively, first match wins.
 ROLE_ALIASES: dict[str, tuple[str, ...]] = {
     "path": ("path", "uri", "filepath", "file_path", "file", "filename", "file_name", "image",
@@ -162,8 +159,8 @@ def _plan_metadata(columns: dict[str, str], roles: dict[str, str | None],
         if low in db_sql.BUILTIN_SAMPLE_COLUMNS:
             problems.append(f"column {col!r} has the name of a built-in sample column; rename it")
             continue
-        if low in quality_sql.BUILT_IN or (low.startswith(RESERVED_PREFIX) and low not in existing_lower):
-            problems.append(f"column {col!r}: names starting with {RESERVED_PREFIX!r} are reserved "
+        if low in quality_sql.BUILT_IN or (low.startswith(quality_sql.PREFIX) and low not in existing_lower):
+            problems.append(f"column {col!r}: names starting with {quality_sql.PREFIX!r} are reserved "
                             "for the image-quality signals al-explorer measures; rename it")
             continue  # (a q_ field the catalog has from before the prefix was reserved still imports)
         if low in seen:

@@ -197,10 +197,19 @@ def _exact_sets(cur: duckdb.DuckDBPyConnection) -> dict[int, int]:
 def _near_sets(cur: duckdb.DuckDBPyConnection, max_distance: int) -> dict[int, int]:
     """Near-duplicate set of each sample in one: connected components over (hash, brightness
     band) nodes. A node alone is a set only if it holds more than one exact-duplicate set."""
-    nodes = {(p, band): (keys, reps) for p, band, keys, reps in cur.execute(*sql.near_nodes()).fetchall()}
+    pairs = cur.execute(*sql.near_node_pairs(max_distance)).fetchall()
+    ends = list({(p, band) for row in pairs for p, band in (row[:2], row[2:])})
+    paired = pd.DataFrame({"p": pd.array([e[0] for e in ends], dtype="Int64"),
+                           "band": pd.array([e[1] for e in ends], dtype="Int64")})
+    cur.register("near_paired", paired)
+    try:
+        nodes = {(p, band): (keys, reps) for p, band, keys, reps in
+                 cur.execute(*sql.near_nodes("near_paired")).fetchall()}
+    finally:
+        cur.unregister("near_paired")
     index = {node: i for i, node in enumerate(nodes)}
     sets = _Sets()
-    for p, band, p2, band2 in cur.execute(*sql.near_node_pairs(max_distance)).fetchall():
+    for p, band, p2, band2 in pairs:
         sets.union(index[(p, band)], index[(p2, band2)])
     members: dict[int, list[int]] = {}
     for i in index.values():

@@ -118,13 +118,16 @@ _NODES = ("SELECT q_phash AS p, floor(q_brightness / ?)::BIGINT AS band{extra} F
           "WHERE q_phash IS NOT NULL AND q_brightness IS NOT NULL")
 
 
-def near_nodes() -> Query:
+def near_nodes(paired: str) -> Query:
     """Samples grouped by (perceptual hash, brightness band): ``(p, band, keys, reps)``, with
     ``reps`` the number of distinct exact-duplicate sets among them (a sample alone counts as one).
-    Identical images share a node, however many there are: the pairs below stay few."""
+    Identical images share a node, however many there are: the pairs below stay few. Only the
+    nodes that can be in a set: those of several samples, and those in registered ``paired``
+    (p, band) (a catalog's lone images are most of it, and are left in the database)."""
     text = _NODES.format(extra=", sample_key, q_exact_set")
     return (f"SELECT p, band, list(sample_key ORDER BY sample_key), "
-            f"count(DISTINCT coalesce(q_exact_set, -sample_key)) FROM ({text}) GROUP BY p, band",
+            f"count(DISTINCT coalesce(q_exact_set, -sample_key)) FROM ({text}) GROUP BY p, band "
+            f"HAVING count(*) > 1 OR (p, band) IN (SELECT (p, band) FROM {quote_ident(paired)})",
             [BRIGHTNESS_BAND])
 
 
@@ -184,11 +187,6 @@ def duplicate_sets(kind: str, limit: int | None = None) -> Query:
     tail = " LIMIT ?" if limit is not None else ""
     return (f"SELECT {col}, list(sample_id ORDER BY sample_id) FROM samples WHERE {col} IS NOT NULL "
             f"GROUP BY 1 ORDER BY count(*) DESC, 1{tail}", [limit] if limit is not None else [])
-
-
-def count_sets(kind: str) -> Query:
-    col = {"exact": "q_exact_set", "near": "q_near_set"}[kind]
-    return f"SELECT count(DISTINCT {col}) FROM samples", []
 
 
 def missing_signals(local_only: bool = True) -> Query:
