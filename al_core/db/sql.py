@@ -109,6 +109,11 @@ def _v5_first_flags(cur: Any) -> None:
     quality.reflag(cur, quality.DEFAULTS)
 
 
+def _v6_vector_generations(cur: Any) -> None:
+    for (table,) in cur.execute("SELECT vectors_table FROM embedding_sets").fetchall():
+        cur.execute(f"ALTER TABLE {quote_ident(table)} ADD COLUMN generation BIGINT DEFAULT 0")
+
+
 MIGRATIONS: list[tuple[int, str, list[Any]]] = [
     (
         1,
@@ -256,6 +261,35 @@ MIGRATIONS: list[tuple[int, str, list[Any]]] = [
             # sizes and hashes known before this version: aspect ratio, pixel count, odd sizes
             # and exact duplicates need no image
             lambda cur: _v5_first_flags(cur),
+        ],
+    ),
+    (
+        6,
+        "similarity: model identity per embedding set, write order of vectors, stored 2D maps",
+        [
+            # the full identity (architecture, tag or weights hash, preprocessing) as JSON; two
+            # sets' vectors are comparable only when their identities are equal
+            "ALTER TABLE embedding_sets ADD COLUMN identity VARCHAR",
+            "UPDATE embedding_sets SET identity = json_object('kind', 'unknown', 'model', model)::VARCHAR",
+            "ALTER TABLE embedding_sets ADD COLUMN has_text BOOLEAN DEFAULT false",
+            # a vector's write generation: an index knows what was added after it was built
+            lambda cur: _v6_vector_generations(cur),
+            """CREATE TABLE embedding_maps (
+                set_id INTEGER NOT NULL,
+                method VARCHAR NOT NULL,
+                sample_id VARCHAR NOT NULL,
+                x FLOAT NOT NULL,
+                y FLOAT NOT NULL,
+                PRIMARY KEY (set_id, method, sample_id))""",
+            """CREATE TABLE embedding_map_runs (
+                set_id INTEGER NOT NULL,
+                method VARCHAR NOT NULL,
+                n INTEGER NOT NULL,
+                fingerprint VARCHAR NOT NULL,
+                params VARCHAR,
+                seconds DOUBLE,
+                created_at TIMESTAMP NOT NULL,
+                PRIMARY KEY (set_id, method))""",
         ],
     ),
 ]

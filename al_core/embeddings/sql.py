@@ -1,15 +1,19 @@
-"""SQL of embedding sets: one table of fixed-size vectors per set."""
+"""SQL of embedding sets: one table of fixed-size vectors per set, and their stored 2D maps."""
 
 from __future__ import annotations
 
 from al_core.db.sql import Query, quote_ident
 
+LIST_SETS = """SELECT e.set_id, e.name, e.model, e.dim, e.vectors_table, e.identity, e.has_text,
+    e.created_at FROM embedding_sets e ORDER BY e.set_id"""
 
-def create_embedding_set(name: str, model: str, dim: int) -> Query:
+
+def create_embedding_set(name: str, model: str, dim: int, identity: str, has_text: bool) -> Query:
     return (
-        "INSERT INTO embedding_sets VALUES (nextval('embedding_set_seq'), ?, ?, ?, '', "
-        "current_timestamp::TIMESTAMP) RETURNING set_id",
-        [name, model, dim],
+        "INSERT INTO embedding_sets (set_id, name, model, dim, vectors_table, created_at, identity, "
+        "has_text) VALUES (nextval('embedding_set_seq'), ?, ?, ?, '', current_timestamp::TIMESTAMP, "
+        "?, ?) RETURNING set_id",
+        [name, model, dim, identity, has_text],
     )
 
 
@@ -22,19 +26,87 @@ def create_vectors_table(set_id: int, dim: int) -> list[Query]:
     table = vectors_table_name(set_id)
     return [
         (f"CREATE TABLE {quote_ident(table)} (sample_id VARCHAR PRIMARY KEY, "
-         f"vector FLOAT[{int(dim)}] NOT NULL)", []),
+         f"vector FLOAT[{int(dim)}] NOT NULL, generation BIGINT DEFAULT 0)", []),
         ("UPDATE embedding_sets SET vectors_table = ? WHERE set_id = ?", [table, set_id]),
     ]
 
 
 def find_embedding_set(name: str) -> Query:
-    return "SELECT set_id, model, dim, vectors_table FROM embedding_sets WHERE name = ?", [name]
+    return ("SELECT set_id, model, dim, vectors_table, identity, has_text FROM embedding_sets "
+            "WHERE name = ?", [name])
 
 
 def insert_vectors(table: str, frame_name: str, dim: int) -> Query:
-    """Upsert vectors from a registered frame ``(sample_id, vector)``."""
+    """Upsert vectors from a registered frame ``(sample_id, vector)`` as one new generation."""
+    t = quote_ident(table)
     return (
-        f"INSERT INTO {quote_ident(table)} SELECT sample_id, vector::FLOAT[{int(dim)}] "
-        f"FROM {quote_ident(frame_name)} ON CONFLICT (sample_id) DO UPDATE SET vector = excluded.vector",
+        f"INSERT INTO {t} SELECT sample_id, vector::FLOAT[{int(dim)}], "
+        f"(SELECT coalesce(max(generation), 0) + 1 FROM {t}) FROM {quote_ident(frame_name)} "
+        "ON CONFLICT (sample_id) DO UPDATE SET vector = excluded.vector, generation = excluded.generation",
         [],
     )
+
+
+def vectors_with_keys(table: str, after_generation: int = -1) -> Query:
+    """``(sample_key, sample_id, vector)`` of a set's vectors newer than a generation, by key."""
+    return (f"SELECT s.sample_key, v.sample_id, v.vector FROM {quote_ident(table)} v "
+            "JOIN samples s USING (sample_id) WHERE v.generation > ? ORDER BY s.sample_key",
+            [int(after_generation)])
+
+
+def vectors_for_ids(table: str, frame_name: str) -> Query:
+    """Vectors of the ids in a registered frame ``(sample_id)``; ids without one are left out."""
+    return (f"SELECT v.sample_id, v.vector FROM {quote_ident(table)} v "
+            f"JOIN {quote_ident(frame_name)} f USING (sample_id)", [])
+
+
+def state(table: str) -> Query:
+    """What an index records to tell whether it is stale: count, an order-free fingerprint of
+    the ids (xor of their hashes), and the newest write generation."""
+    return (f"SELECT count(*), coalesce(bit_xor(hash(sample_id)), 0)::UBIGINT, "
+            f"coalesce(max(generation), 0) FROM {quote_ident(table)}", [])
+
+
+def state_up_to(table: str, generation: int) -> Query:
+    return (f"SELECT count(*), coalesce(bit_xor(hash(sample_id)), 0)::UBIGINT FROM {quote_ident(table)} "
+            "WHERE generation <= ?", [int(generation)])
+
+
+def missing_ids(table: str) -> Query:
+    """Local samples without a vector in the set, by key: what an embedding job still has to do."""
+    return (f"SELECT s.sample_id, s.uri FROM samples s ANTI JOIN {quote_ident(table)} v "
+            "USING (sample_id) ORDER BY s.sample_key", [])
+
+
+def count_vectors(table: str) -> Query:
+    return f"SELECT count(*) FROM {quote_ident(table)}", []
+
+
+def ids_in_set(table: str, frame_name: str) -> Query:
+    return (f"SELECT f.sample_id FROM {quote_ident(frame_name)} f SEMI JOIN {quote_ident(table)} v "
+            "USING (sample_id)", [])
+
+
+def delete_map(set_id: int, method: str) -> list[Query]:
+    return [("DELETE FROM embedding_maps WHERE set_id = ? AND method = ?", [set_id, method]),
+            ("DELETE FROM embedding_map_runs WHERE set_id = ? AND method = ?", [set_id, method])]
+
+
+def insert_map(set_id: int, method: str, frame_name: str) -> Query:
+    return (f"INSERT INTO embedding_maps SELECT ?, ?, sample_id, x, y FROM {quote_ident(frame_name)}",
+            [set_id, method])
+
+
+def record_map(set_id: int, method: str, n: int, fingerprint: str, params: str, seconds: float) -> Query:
+    return ("INSERT INTO embedding_map_runs VALUES (?, ?, ?, ?, ?, ?, current_timestamp::TIMESTAMP)",
+            [set_id, method, n, fingerprint, params, seconds])
+
+
+def map_run(set_id: int, method: str) -> Query:
+    return ("SELECT n, fingerprint, params, seconds, created_at FROM embedding_map_runs "
+            "WHERE set_id = ? AND method = ?", [set_id, method])
+
+
+def map_points(set_id: int, method: str) -> Query:
+    return ("SELECT sample_id, x, y FROM embedding_maps WHERE set_id = ? AND method = ? "
+            "ORDER BY sample_id", [set_id, method])
