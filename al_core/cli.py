@@ -1,9 +1,11 @@
-"""The `al-explorer` command: demo, ingest, import-predictions, info and serve."""
+"""The `al-explorer` command: demo, ingest, import-predictions, info, select, report, quality,
+embed, import-embeddings, similar and serve."""
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -15,6 +17,8 @@ from pathlib import Path
 from al_core import __version__
 from al_core.db import sql as db_sql
 from al_core.db.catalog import ENV_CATALOG, Catalog, resolve_catalog_path
+from al_core.embeddings.models import DEFAULT_ARCH, DEFAULT_PRETRAINED
+from al_core.embeddings.search import UNLIKE_WEIGHT
 from al_core.errors import AlExplorerError, CatalogError
 
 DEFAULT_HOST = "127.0.0.1"
@@ -123,6 +127,52 @@ def build_parser() -> argparse.ArgumentParser:
     quality.add_argument("--reset", action="store_true", help="restore the default thresholds")
     quality.add_argument("--json", action="store_true",
                          help="print one JSON object: counts, flagged ids, duplicate sets")
+
+    embed = sub.add_parser(
+        "embed", help="embed the catalog's images with an open_clip model (resumable)",
+        description="Embed every local image not yet in the set with an open_clip image encoder: a "
+                    "named architecture with a pretrained tag (downloaded or from the cache), or a "
+                    "local weights file. Vectors are committed in chunks: run it again to resume.")
+    _add_catalog(embed)
+    embed.add_argument("--model", default=DEFAULT_ARCH, metavar="ARCH",
+                       help=f"open_clip architecture (default {DEFAULT_ARCH})")
+    source = embed.add_mutually_exclusive_group()
+    source.add_argument("--pretrained", metavar="TAG",
+                        help=f"open_clip pretrained tag (default {DEFAULT_PRETRAINED} when no --weights)")
+    source.add_argument("--weights", metavar="FILE", help="local checkpoint file of the architecture")
+    embed.add_argument("--model-config", metavar="FILE",
+                       help="open_clip model-config JSON of a custom architecture (file stem = ARCH)")
+    embed.add_argument("--cache-dir", metavar="DIR", help="where pretrained weights are cached")
+    embed.add_argument("--set", metavar="NAME", help="embedding set name (default: ARCH and tag or file)")
+    embed.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    embed.add_argument("--batch-size", type=int, default=64)
+    embed.add_argument("--workers", type=int, help="image decoding threads (default: min(8, cores))")
+    embed.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                       help="CPU only: auto uses bf16 if it matches fp32 (cosine >= 0.99) and is faster")
+    embed.add_argument("--no-progress", action="store_true")
+
+    imp = sub.add_parser("import-embeddings", help="import precomputed vectors (Parquet or .npz) as a set")
+    _add_catalog(imp)
+    imp.add_argument("source", help="Parquet (sample_id, vector list) or .npz (ids, vectors)")
+    imp.add_argument("--set", required=True, metavar="NAME", help="embedding set name")
+    imp.add_argument("--model", metavar="TEXT", help="what made the vectors (kept with the set)")
+
+    similar = sub.add_parser(
+        "similar", help="nearest samples in an embedding set, by example, text or image",
+        description="Print the samples nearest a query (cosine similarity, best first), never the "
+                    f"query samples themselves. Several --like average their vectors; --unlike "
+                    f"subtracts {UNLIKE_WEIGHT} x the mean of theirs.")
+    _add_catalog(similar)
+    similar.add_argument("--set", required=True, metavar="NAME", help="embedding set name")
+    query = similar.add_mutually_exclusive_group(required=True)
+    query.add_argument("--like", nargs="+", metavar="ID", help="example sample id(s)")
+    query.add_argument("--text", help="a text prompt (sets made with a text tower)")
+    query.add_argument("--image", metavar="FILE", help="an image file")
+    similar.add_argument("--unlike", nargs="+", default=[], metavar="ID", help="negative example id(s)")
+    similar.add_argument("-k", type=int, default=10, help="how many results (default 10)")
+    similar.add_argument("--split", help="only samples of this split")
+    similar.add_argument("--unlabeled", action="store_true", help="only unlabeled samples")
+    similar.add_argument("--json", action="store_true", help='print [{"sample_id", "score"}, ...]')
 
     serve = sub.add_parser("serve", help="serve the app on an existing catalog")
     _add_catalog(serve)
@@ -432,6 +482,73 @@ def run_foreground(cmd: Sequence[str], env: dict[str, str] | None = None,
     return status if status >= 0 else 128 - status
 
 
+def cmd_embed(args: argparse.Namespace) -> int:
+    from al_core.embeddings.job import embed_catalog
+    from al_core.embeddings.models import ModelSpec
+
+    path = existing_catalog(args.catalog)
+    if args.batch_size < 1:
+        raise CatalogError("--batch-size must be at least 1")
+    pretrained = args.pretrained or (None if args.weights or args.model_config else DEFAULT_PRETRAINED)
+    spec = ModelSpec(arch=args.model, pretrained=pretrained,
+                     weights=Path(args.weights) if args.weights else None,
+                     model_config=Path(args.model_config) if args.model_config else None,
+                     cache_dir=Path(args.cache_dir) if args.cache_dir else None)
+    with Catalog.open(path) as cat:
+        report = embed_catalog(cat, spec, args.set, device=args.device, batch_size=args.batch_size,
+                               workers=args.workers, precision=args.precision,
+                               progress=not args.no_progress)
+    print("\n".join(report.lines()))
+    return 0
+
+
+def cmd_import_embeddings(args: argparse.Namespace) -> int:
+    from al_core.embeddings import import_embeddings
+
+    path = existing_catalog(args.catalog)
+    with Catalog.open(path) as cat:
+        n = import_embeddings(cat, Path(args.source), args.set, model=args.model)
+    print(f"imported {n:,} vectors into set {args.set!r} (L2-normalized)")
+    return 0
+
+
+def _open_image_arg(value: str):
+    from al_core.embeddings.uploads import decode_upload
+
+    file = Path(value)
+    if not file.is_file():
+        raise CatalogError(f"--image {file}: file not found")
+    return decode_upload(file.read_bytes(), file.name)
+
+
+def cmd_similar(args: argparse.Namespace) -> int:
+    from al_core.embeddings import get_set
+    from al_core.embeddings.models import load_model, spec_from_identity
+    from al_core.embeddings.search import similar
+    from al_core.view.filters import Filter
+
+    path = existing_catalog(args.catalog)
+    if args.unlike and not args.like:
+        raise CatalogError("--unlike goes with --like")
+    with Catalog.open(path, read_only=True) as cat:
+        emb = get_set(cat, args.set)
+        model = None
+        if args.text is not None or args.image:
+            model = load_model(spec_from_identity(emb.identity), device="auto")
+        image = _open_image_arg(args.image) if args.image else None
+        flt = Filter(splits=(args.split,) if args.split else (),
+                     labeled="unlabeled" if args.unlabeled else "all")
+        found = similar(cat, emb, like=args.like or (), unlike=args.unlike, text=args.text,
+                        image=image, model=model, k=args.k, flt=flt)
+    rows = found.to_dict("records")
+    if args.json:
+        print(json.dumps(rows))
+    else:
+        for row in rows:
+            print(f"{row['score']:.4f}  {row['sample_id']}")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     catalog = resolve_catalog_path(args.catalog)
     Catalog.open(catalog).close()  # create/migrate now, and fail clearly if the file is busy
@@ -456,6 +573,9 @@ COMMANDS = {
     "select": cmd_select,
     "report": cmd_report,
     "quality": cmd_quality,
+    "embed": cmd_embed,
+    "import-embeddings": cmd_import_embeddings,
+    "similar": cmd_similar,
     "serve": cmd_serve,
 }
 

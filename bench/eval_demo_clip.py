@@ -27,7 +27,7 @@ def main() -> None:
     ap.add_argument("--root", type=Path, default=ROOT)
     ap.add_argument("--weights", type=Path, help="load these weights instead of training")
     ap.add_argument("--save", type=Path, help="save trained weights (and the config beside them) here")
-    ap.add_argument("--epochs", type=int, default=30)
+    ap.add_argument("--epochs", type=int, default=24)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
@@ -72,6 +72,7 @@ def main() -> None:
 
     labels = manifest["true_label"].to_numpy()
     night = (manifest["time_of_day"] == "night").to_numpy()
+    fog = (manifest["weather"] == "fog").to_numpy()
 
     def text_p20(query: str, relevant: np.ndarray) -> float:
         with torch.no_grad():
@@ -85,8 +86,9 @@ def main() -> None:
     queries += [("an emergency vehicle", labels == "emergency_vehicle"),
                 ("a green traffic cone", labels == "traffic_cone_green"),
                 ("a green traffic cone at night", (labels == "traffic_cone_green") & night),
-                ("an emergency vehicle in fog", (labels == "emergency_vehicle")
-                 & (manifest["weather"] == "fog").to_numpy())]
+                ("an emergency vehicle in fog", (labels == "emergency_vehicle") & fog),
+                ("a car at night", (labels == "car") & night),
+                ("a pedestrian in fog", (labels == "pedestrian") & fog)]
     for query, relevant in queries:
         print(f"  {text_p20(query, relevant):.2f}  {query!r} ({int(relevant.sum())} relevant)")
 

@@ -40,7 +40,7 @@ def model_config() -> dict:
     """The open_clip model config: a small ModifiedResNet image tower and a 2-layer text transformer."""
     return {
         "embed_dim": 128,
-        "vision_cfg": {"image_size": IMAGE_SIZE, "layers": [1, 1, 1, 1], "width": 32, "patch_size": None},
+        "vision_cfg": {"image_size": IMAGE_SIZE, "layers": [1, 1, 1, 1], "width": 16, "patch_size": None},
         "text_cfg": {"context_length": CONTEXT_LENGTH, "vocab_size": 49408, "width": 128, "heads": 4,
                      "layers": 2},
     }
@@ -72,7 +72,7 @@ def _normalize(images: np.ndarray) -> torch.Tensor:
     return (x - mean) / std
 
 
-def train(images: np.ndarray, captions: Sequence[str], *, seed: int, epochs: int = 30,
+def train(images: np.ndarray, captions: Sequence[str], *, seed: int, epochs: int = 24,
           batch_size: int = 128, progress: bool = True) -> nn.Module:
     """Train on ``images`` ``(n, 64, 64, 3)`` uint8 and one caption per image; deterministic per seed.
 

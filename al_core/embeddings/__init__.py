@@ -100,10 +100,10 @@ def ensure_set(cat: Catalog, name: str, model: str, dim: int, identity: dict[str
     if existing is not None:
         if existing.dim != dim or comparable_identity(existing.identity) != comparable_identity(identity):
             raise IngestError(source, [
-                f"already holds {existing.dim}-d vectors of {existing.model!r} "
-                f"(identity {comparable_identity(existing.identity)}); these are {dim}-d vectors of "
-                f"{model!r} (identity {comparable_identity(identity)}). Vectors of two models are never "
-                "mixed in one set: choose another --set name"])
+                f"already holds {existing.dim}-d vectors of {existing.model!r}; these are {dim}-d "
+                f"vectors of {model!r}" + ("" if existing.dim != dim else " (same size, another "
+                                           "model identity: weights, config or preprocessing differ)")
+                + ". Vectors of two models are never mixed in one set: choose another --set name"])
         return existing
     with cat.transaction(f"create embedding set {name!r}", con=cur) as c:
         set_id = int(c.execute(*sql.create_embedding_set(name, model, dim, _identity_json(identity),
@@ -169,7 +169,8 @@ def embedding_count(cat: Catalog, name: str) -> int:
 
 def load_vectors(cat: Catalog, emb: EmbeddingSet, after_generation: int = -1
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(keys (n,), ids (n,), vectors (n, dim) float32)`` of a set, by sample key."""
+    """``(keys (n,), ids (n,), vectors (n, dim) float32)`` of a set, by sample key; rows
+    L2-normalized (sets stored before normalization was the rule are normalized here)."""
     with cat.read() as cur:
         text, params = sql.vectors_with_keys(emb.table, after_generation)
         table = cur.sql(text, params=params).to_arrow_table()
@@ -178,7 +179,7 @@ def load_vectors(cat: Catalog, emb: EmbeddingSet, after_generation: int = -1
     ids = np.asarray(table.column("sample_id").to_pylist(), dtype=object)
     vec_col = table.column("vector").combine_chunks()
     flat = vec_col.flatten().to_numpy(zero_copy_only=False) if n else np.zeros(0, np.float32)
-    return keys, ids, np.asarray(flat, dtype=np.float32).reshape(n, emb.dim)
+    return keys, ids, normalize(np.asarray(flat, dtype=np.float32).reshape(n, emb.dim))
 
 
 def vectors_for(cat: Catalog, emb: EmbeddingSet, sample_ids: Sequence[str]) -> dict[str, np.ndarray]:
