@@ -19,6 +19,8 @@ PAGES = [
     st.Page("pages/samples.py", title="Samples", icon=":material/photo_library:", url_path="samples"),
     st.Page("pages/diagnostics.py", title="Diagnostics", icon=":material/troubleshoot:", url_path="diagnostics"),
     st.Page("pages/quality.py", title="Image quality", icon=":material/high_quality:", url_path="quality"),
+    st.Page("pages/similarity.py", title="Similarity", icon=":material/image_search:", url_path="similarity"),
+    st.Page("pages/embedding_map.py", title="Embedding map", icon=":material/scatter_plot:", url_path="map"),
 ]
 BATCH = st.Page("pages/batch.py", title="Next batch", icon=":material/shopping_cart:", url_path="batch")
 

@@ -41,7 +41,7 @@ def main() -> None:
         weights = args.weights
         if weights is None:
             fit = manifest[manifest["split"].isin(["train", "val"]) & manifest["label"].notna()]
-            caps = [demo_clip.caption(r.label, r.time_of_day, r.weather) for r in fit.itertuples()]
+            caps = [demo_clip.caption(r.label, r.time_of_day, r.weather, variant=i) for i, r in enumerate(fit.itertuples())]
             images = load_images([args.root / p for p in fit["path"]])
             t0 = time.perf_counter()
             model = demo_clip.train(images, caps, seed=args.seed, epochs=args.epochs)

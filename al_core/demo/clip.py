@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -33,7 +32,9 @@ CLASS_PHRASES: dict[str, str] = {
 _TIME_PHRASES = {"day": "during the day", "dusk": "at dusk", "night": "at night"}
 _WEATHER_PHRASES = {"clear": "in clear weather", "cloudy": "under a cloudy sky", "rain": "in the rain",
                     "fog": "in fog"}
-_TEMPLATES = ("{obj} {time} {weather}", "a photo of {obj} {time} {weather}", "{obj} {weather} {time}")
+#: Caption templates; the partial ones teach the text tower that an unmentioned condition is "any".
+_TEMPLATES = ("{obj} {time} {weather}", "a photo of {obj} {time} {weather}", "{obj} {weather} {time}",
+              "{obj} {time}", "{obj} {weather}", "a photo of {obj}")
 
 
 def model_config() -> dict:
@@ -54,12 +55,12 @@ def write_config(directory: Path) -> Path:
     return path
 
 
-def caption(label: str, time_of_day: str, weather: str) -> str:
-    """A natural-English caption, e.g. "a green traffic cone at night in the rain"; the template
-    varies deterministically with the three inputs, so equal inputs always give equal captions."""
+def caption(label: str, time_of_day: str, weather: str, variant: int = 0) -> str:
+    """A natural-English caption, e.g. "a green traffic cone at night in the rain"; ``variant`` (e.g. a
+    per-sample number) picks the template, some of which leave a condition out."""
     phrase = CLASS_PHRASES.get(label, label.replace("_", " "))
     obj = ("an " if phrase[0] in "aeiou" else "a ") + phrase
-    template = _TEMPLATES[zlib.crc32(f"{label}|{time_of_day}|{weather}".encode()) % len(_TEMPLATES)]
+    template = _TEMPLATES[variant % len(_TEMPLATES)]
     return template.format(obj=obj, time=_TIME_PHRASES.get(time_of_day, time_of_day),
                            weather=_WEATHER_PHRASES.get(weather, weather))
 
@@ -76,10 +77,11 @@ def train(images: np.ndarray, captions: Sequence[str], *, seed: int, epochs: int
           batch_size: int = 128, progress: bool = True) -> nn.Module:
     """Train on ``images`` ``(n, 64, 64, 3)`` uint8 and one caption per image; deterministic per seed.
 
-    Many images share a caption, so each step contrasts the batch's images with *all* distinct
-    captions of the training set (image -> text: cross-entropy to the image's own caption) and
-    each caption present in the batch with the batch's images (text -> image: a soft target,
-    uniform over the images carrying that caption). Returns the model in eval mode.
+    Many images share a caption, and a caption may be implied by another ("a car at night" by
+    "a car at night in fog": its words are a subset). So each step contrasts the batch's images with
+    *all* distinct captions of the training set, with a soft target uniform over the captions that
+    the image's caption implies (image -> text), and each of those captions with the batch's images,
+    uniform over the images whose caption implies it (text -> image). Returns the model in eval mode.
     """
     if len(images) != len(captions):
         raise ValueError("one caption per image")
@@ -89,7 +91,9 @@ def train(images: np.ndarray, captions: Sequence[str], *, seed: int, epochs: int
     tokenizer = open_clip.get_tokenizer(ARCH)
     distinct = sorted(set(captions))
     tokens = tokenizer(distinct)  # (c, context_length)
-    target_all = torch.tensor([distinct.index(c) for c in captions])  # (n,)
+    words = [set(c.split()) for c in distinct]
+    implies = torch.tensor([[b <= a for b in words] for a in words], dtype=torch.float32)  # (c, c)
+    caption_idx = torch.tensor([distinct.index(c) for c in captions])  # (n,)
     x_all = _normalize(images)
     steps = epochs * ((len(x_all) + batch_size - 1) // batch_size)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.05)
@@ -107,12 +111,11 @@ def train(images: np.ndarray, captions: Sequence[str], *, seed: int, epochs: int
             img = nn.functional.normalize(model.encode_image(x), dim=-1)  # (b, d)
             txt = nn.functional.normalize(model.encode_text(tokens), dim=-1)  # (c, d)
             logits = model.logit_scale.exp().clamp(max=100) * img @ txt.T  # (b, c)
-            target = target_all[idx]
-            present = target.unique()  # captions in the batch
-            soft = (target[None, :] == present[:, None]).float()  # (p, b)
-            soft /= soft.sum(1, keepdim=True)
-            loss_i = nn.functional.cross_entropy(logits, target)
-            loss_t = -(soft * logits[:, present].T.log_softmax(1)).sum(1).mean()
+            pos = implies[caption_idx[idx]]  # (b, c): which captions describe each image
+            loss_i = -(pos / pos.sum(1, keepdim=True) * logits.log_softmax(1)).sum(1).mean()
+            present = pos.sum(0) > 0  # captions with a positive in the batch
+            pos_t = pos[:, present].T  # (p, b)
+            loss_t = -(pos_t / pos_t.sum(1, keepdim=True) * logits[:, present].T.log_softmax(1)).sum(1).mean()
             loss = (loss_i + loss_t) / 2
             opt.zero_grad()
             loss.backward()

@@ -65,10 +65,12 @@ def samples_brief(cat: Catalog, sample_ids: Sequence[str]) -> pd.DataFrame:
     return cat.query_df(sql.samples_brief(sample_ids))
 
 
-def sort_options(cat: Catalog, run: RunRef | None) -> dict[str, str]:
+def sort_options(cat: Catalog, run: RunRef | None, listed: str | None = None) -> dict[str, str]:
     """The gallery's sort keys (whitelisted, see :func:`al_core.view.sql.sort_clause`) and their
-    labels: id, confidence both ways (only with a run), each metadata field."""
-    options = {"id": "id"}
+    labels: the listed order first when ``listed`` names it (e.g. "score"), id, confidence both
+    ways (only with a run), each metadata field."""
+    options = {sql.LISTED: listed} if listed else {}
+    options |= {"id": "id"}
     if run is not None:
         options |= {"confidence_asc": "confidence, least confident first",
                     "confidence_desc": "confidence, most confident first"}
@@ -101,7 +103,8 @@ def sample_at(cat: Catalog, flt: Filter, run: RunRef | None, sort: str, index: i
 
 
 #: Keys of an app URL that are not the filter: each page's own state (a link may carry them).
-PAGE_KEYS = frozenset({"drill", "page", "drill_page", "sample", "view", "flag", "quality_page"})
+PAGE_KEYS = frozenset({"drill", "page", "drill_page", "sample", "view", "flag", "quality_page", "set",
+                       "like", "unlike", "text", "k", "sim", "method", "color"})
 FILTER_KEYS = frozenset({"split", "class", "labeled", "tag", "notag", "run", "pred", "conf",
                          "outcome", "batch"})
 

@@ -56,6 +56,9 @@ class Filter:
     outcome: str = "all"
     tags_exclude: tuple[str, ...] = ()
     batch: str = "all"
+    #: only these samples (a similarity result, a map selection), listed in their own order
+    #: (gallery sort ``listed``); empty: no restriction. Not part of the URL: too long for one.
+    ids: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.labeled not in LABELED_CHOICES:
@@ -73,7 +76,8 @@ class Filter:
 
     def key(self) -> str:
         """A stable text key for caches."""
-        return json.dumps(self.to_query_params(), sort_keys=True) + repr(self.conditions)
+        return json.dumps(self.to_query_params(), sort_keys=True) + repr(self.conditions) + (
+            repr(self.ids) if self.ids else "")
 
     def narrowed(self, *conditions: Condition) -> Filter:
         """This filter with extra drill-down conditions AND-ed on."""

@@ -83,6 +83,9 @@ def filter_where(flt: Any, fields: dict[str, str], run: RunRef | None = None) ->
 
     clauses: list[str] = []
     params: list[Any] = []
+    if getattr(flt, "ids", ()):
+        clauses.append("s.sample_id IN (SELECT unnest(?::VARCHAR[]))")
+        params.append(list(flt.ids))
     if flt.splits:
         clauses.append(_in_list("s.split", flt.splits, params))
     if flt.classes:
@@ -211,26 +214,37 @@ def sort_clause(sort: str, fields: dict[str, str], run: RunRef | None) -> str:
     raise ValueError(f"unknown sort {sort!r}")
 
 
+#: The sort key of a filter that lists its samples (``Filter.ids``): in the listed order.
+LISTED = "listed"
+
+
+def _order(sort: str, flt: Any, fields: dict[str, str], run: RunRef | None) -> Query:
+    """``ORDER BY`` body and its parameters: ``listed`` (a filter's own id order) or a sort key."""
+    if sort == LISTED and getattr(flt, "ids", ()):
+        return "list_position(?::VARCHAR[], s.sample_id), s.sample_id", [list(flt.ids)]
+    return sort_clause("id" if sort == LISTED else sort, fields, run), []
+
+
 def gallery_page(flt: Any, fields: dict[str, str], run: RunRef | None, show: Sequence[str],
                  limit: int, offset: int, sort: str = "id") -> Query:
     """One page of samples with label, prediction and a few metadata fields, in the order of a
-    whitelisted ``sort`` key (see :func:`sort_clause`); ties by sample_id."""
-    order = sort_clause(sort, fields, run)
+    whitelisted ``sort`` key (see :func:`sort_clause`, and :data:`LISTED`); ties by sample_id."""
+    order, order_params = _order(sort, flt, fields, run)
     meta = "".join(f", s.{quote_ident(n)}" for n in show)
     pred = (f", {run.label} AS pred_label, {run.confidence} AS confidence" if run is not None
             else ", NULL AS pred_label, NULL AS confidence")
     text, params = filtered_view(flt, fields, run,
                                  f"s.sample_id, s.uri, s.content_hash, s.split, s.label{pred}{meta}")
-    return f"{text} ORDER BY {order} LIMIT ? OFFSET ?", [*params, limit, offset]
+    return f"{text} ORDER BY {order} LIMIT ? OFFSET ?", [*params, *order_params, limit, offset]
 
 
 def sample_position(flt: Any, fields: dict[str, str], run: RunRef | None, sort: str,
                     sample_id: str) -> Query:
     """The 0-based position of ``sample_id`` in the gallery's order (no row if not in the view)."""
-    order = sort_clause(sort, fields, run)
+    order, order_params = _order(sort, flt, fields, run)
     text, params = filtered_view(flt, fields, run,
                                  f"s.sample_id, row_number() OVER (ORDER BY {order}) - 1 AS pos")
-    return f"SELECT pos FROM ({text}) WHERE sample_id = ?", [*params, sample_id]
+    return f"SELECT pos FROM ({text}) WHERE sample_id = ?", [*order_params, *params, sample_id]
 
 
 def samples_brief(sample_ids: Sequence[str]) -> Query:

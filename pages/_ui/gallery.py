@@ -9,7 +9,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from al_core import view
+from al_core import embeddings, view
 from al_core.db.catalog import Catalog
 from al_core.quality.sql import is_built_in
 from al_core.thumbnails import cache_dir, thumbnail
@@ -39,7 +39,12 @@ def _shown(name: str, value: Any) -> str:
     return plain(value)
 
 
-def _card(row: dict[str, Any], index: int, thumbs: Path, meta: list[str], key: str, flt: Filter) -> None:
+#: The Similarity page, for each card's "Similar" link (a query by this sample).
+SIMILARITY_PAGE = "pages/similarity.py"
+
+
+def _card(row: dict[str, Any], index: int, thumbs: Path, meta: list[str], key: str, flt: Filter,
+          note: str | None = None, similar: bool = False) -> None:
     sample_id = str(row["sample_id"])
     with st.container(height=CARD_HEIGHT, border=True):
         path = thumbnail(row["uri"], row.get("content_hash"), thumbs)
@@ -48,13 +53,19 @@ def _card(row: dict[str, Any], index: int, thumbs: Path, meta: list[str], key: s
                 st.image(str(path), width="content")
             else:
                 st.markdown("*(no preview)*")
-        tick, enlarge = st.columns([1, 4], vertical_alignment="center", gap="small")
+        cols = st.columns([1, 3, 3] if similar else [1, 4], vertical_alignment="center", gap="small")
+        tick, enlarge = cols[0], cols[1]
         with tick:
             selection.checkbox(key, sample_id, flt)
         enlarge.button("Enlarge", key=f"{key}_open:{sample_id}", on_click=open_sample,  # above the
                        args=(sample_id, index, key), width="stretch")  # caption: a long caption scrolls, the button stays
+        if similar:
+            cols[2].page_link(SIMILARITY_PAGE, label="Similar", query_params={"like": sample_id},
+                           help="Find samples that look like this one", width="stretch")
         label = row["label"] if not pd.isna(row["label"]) else None
         parts = [plain(row["sample_id"]), plain(label) if label is not None else "unlabeled"]
+        if note:
+            parts.insert(1, note)
         if not pd.isna(row.get("pred_label")):
             parts.append(f"pred **{plain(row['pred_label'])}** ({float(row['confidence']):.0%})")
         parts += [_shown(m, row[m]) for m in meta if not pd.isna(row.get(m))]
@@ -71,11 +82,13 @@ def clamp_page(value: Any, pages: int) -> int:
 
 
 def gallery(cat: Catalog, flt: Filter, run: view.RunRef | None, key: str,
-            url_page: str = URL_PAGE, show: Sequence[str] = ()) -> None:
+            url_page: str = URL_PAGE, show: Sequence[str] = (), listed: str | None = None,
+            notes: dict[str, str] | None = None) -> None:
     """Paged thumbnails (id, label, prediction, key metadata) of every sample matching ``flt``.
 
     ``url_page`` is the URL key that keeps its page (each gallery of a page needs its own);
-    ``show`` names fields to print on each card before the default metadata.
+    ``show`` names fields to print on each card before the default metadata; ``listed`` names
+    the order of ``flt.ids`` (e.g. "similarity"), offered first; ``notes`` adds text per card.
     """
     fields = cat.metadata_fields()
     total = view.count_filtered(cat, flt, run)
@@ -85,7 +98,7 @@ def gallery(cat: Catalog, flt: Filter, run: view.RunRef | None, key: str,
         st.session_state[page_key] = clamp_page(url.get(url_page, "1"), pages)
     elif clamp_page(st.session_state[page_key], pages) != st.session_state[page_key]:
         st.session_state[page_key] = clamp_page(st.session_state[page_key], pages)
-    sorts = view.sort_options(cat, run)
+    sorts = view.sort_options(cat, run, listed if flt.ids else None)
     if st.session_state.get(sort_key) not in (None, *sorts):
         del st.session_state[sort_key]
 
@@ -114,8 +127,10 @@ def gallery(cat: Catalog, flt: Filter, run: view.RunRef | None, key: str,
     frame = view.gallery_page(cat, flt, run, meta, PAGE_SIZE, first, sort)
     selection.action_bar(cat, key, flt, total, frame["sample_id"].astype(str).tolist())
     thumbs = cache_dir(cat.path)
+    similar = bool(embeddings.list_sets(cat))
     cols = st.columns(GALLERY_COLUMNS)
     for i, row in enumerate(frame.to_dict("records")):
         with cols[i % GALLERY_COLUMNS]:
-            _card(row, first + i, thumbs, meta, key, flt)
+            _card(row, first + i, thumbs, meta, key, flt, (notes or {}).get(str(row["sample_id"])),
+                  similar)
     show_open_detail(cat, GalleryView(key, flt, run, sort, total))

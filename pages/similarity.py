@@ -1,0 +1,169 @@
+"""Similarity page: samples like an example (or several, with negatives), a text or an uploaded
+image, within the sidebar filter; near duplicates and outliers of the same embedding set."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+
+import pandas as pd
+import streamlit as st
+
+from al_core import view
+from al_core.embeddings import EmbeddingSet
+from al_core.embeddings.search import UNLIKE_WEIGHT, similar
+from al_core.embeddings.uploads import MAX_UPLOAD_BYTES, decode_upload
+from al_core.errors import AlExplorerError
+from al_core.view.filters import Filter
+from pages._ui import url
+from pages._ui.embeddings import embed_panel, index_for, model_for, near_duplicates, outliers, pick_set
+from pages._ui.gallery import gallery
+from pages._ui.shell import catalog, empty_state
+from pages._ui.sidebar import sidebar_filter
+from pages._ui.text import plain
+
+VIEWS = ("Search", "Near duplicates", "Outliers")
+KINDS = ("Example samples", "Text", "Image")
+DEFAULT_K = 24
+
+
+def _ids(text: str) -> list[str]:
+    """Ids typed or pasted: separated by commas, spaces or new lines; repeats dropped."""
+    return list(dict.fromkeys(t for t in re.split(r"[\s,]+", text or "") if t))
+
+
+def _seed_from_url() -> None:
+    if "sim_like" not in st.session_state:
+        st.session_state["sim_like"] = "\n".join(st.query_params.get_all("like"))
+        st.session_state["sim_unlike"] = "\n".join(st.query_params.get_all("unlike"))
+        st.session_state["sim_text"] = url.get("text", "")
+        st.session_state["sim_kind"] = KINDS[1] if url.get("text") and not url.get("like") else KINDS[0]
+        try:
+            st.session_state["sim_k"] = min(max(int(url.get("k", str(DEFAULT_K))), 1), 500)
+        except ValueError:
+            st.session_state["sim_k"] = DEFAULT_K
+
+
+def _put_list(key: str, values: list[str]) -> None:
+    """A repeated URL key (``like=a&like=b``); an empty list removes it."""
+    if values:
+        if st.query_params.get_all(key) != values:
+            st.query_params[key] = values
+    elif key in st.query_params:
+        del st.query_params[key]
+
+
+def _query_widgets(emb: EmbeddingSet) -> dict | None:
+    """The query the widgets describe (kept in the URL), or None while it is incomplete."""
+    kinds = [k for k in KINDS if k != "Text" or emb.has_text]
+    if emb.identity.get("kind") != "open_clip":
+        kinds = [KINDS[0]]
+    if st.session_state.get("sim_kind") not in kinds:
+        st.session_state["sim_kind"] = kinds[0]
+    kind = st.radio("Query by", kinds, key="sim_kind", horizontal=True)
+    k = int(st.number_input("How many results (k)", 1, 500, key="sim_k"))
+    url.put("k", str(k) if k != DEFAULT_K else None)
+    if kind == KINDS[0]:
+        left, right = st.columns(2)
+        like = _ids(left.text_area("Like these sample ids", key="sim_like", height=80,
+                                   help="One or more: their vectors are averaged."))
+        unlike = _ids(right.text_area("…and unlike these (optional)", key="sim_unlike", height=80,
+                                      help=f"Subtracts {UNLIKE_WEIGHT} × the mean of their vectors."))
+        _put_list("like", like)
+        _put_list("unlike", unlike)
+        url.put("text", None)
+        return {"like": like, "unlike": unlike} if like else None
+    _put_list("like", [])
+    _put_list("unlike", [])
+    if kind == "Text":
+        text = st.text_input("Describe what you look for", key="sim_text",
+                             placeholder="a green traffic cone at night").strip()
+        url.put("text", text or None)
+        return {"text": text} if text else None
+    url.put("text", None)
+    upload = st.file_uploader(f"An image (at most {MAX_UPLOAD_BYTES // 2**20} MB)", key="sim_upload")
+    if upload is None:
+        return None
+    try:
+        return {"image": decode_upload(upload.getvalue(), upload.name)}
+    except AlExplorerError as err:
+        st.error(plain(str(err)))
+        return None
+
+
+def _search(cat, emb: EmbeddingSet, flt: Filter) -> None:
+    query = _query_widgets(emb)
+    if query is None:
+        st.info("Give a query: example sample ids (or **Similar** on any gallery card), a text, or an image.")
+        return
+    try:
+        model = model_for(emb) if "like" not in query else None
+        found = similar(cat, emb, k=st.session_state["sim_k"], flt=flt, model=model,
+                        index=index_for(cat, emb), **query)
+    except AlExplorerError as err:
+        st.error(plain(str(err)))
+        return
+    if found.empty:
+        st.info("No sample passes the sidebar filter (besides the examples themselves).")
+        return
+    scores = dict(zip(found["sample_id"], found["score"], strict=True))
+    st.caption(f"{len(found):,} nearest within the sidebar filter, by cosine similarity "
+               f"(best {found['score'].max():.3f}, worst {found['score'].min():.3f}).")
+    gallery(cat, replace(flt, ids=tuple(found["sample_id"])), flt.run, key="sim_results",
+            url_page="sim_page", listed="similarity, most similar first",
+            notes={sid: f"similarity {s:.3f}" for sid, s in scores.items()})
+
+
+def _passing(cat, flt: Filter) -> set[str] | None:
+    """Ids passing the sidebar filter (None: it restricts nothing)."""
+    return None if flt == Filter(run=flt.run) else set(view.filtered_ids(cat, flt))
+
+
+def _pairs_view(cat, emb: EmbeddingSet, flt: Filter) -> None:
+    threshold = st.slider("Near duplicates from cosine similarity", 0.80, 1.0, 0.97, 0.005, key="sim_dup_t")
+    pairs = near_duplicates(cat, emb, threshold)
+    passing = _passing(cat, flt)
+    if passing is not None:  # a pair shows when either side passes the filter
+        pairs = pairs[pairs["sample_a"].isin(passing) | pairs["sample_b"].isin(passing)]
+    st.caption(f"{len(pairs):,} pairs at or above {threshold:.3f} (each sample's 10 nearest).")
+    if pairs.empty:
+        return
+    st.dataframe(pairs.head(1000), hide_index=True, key="sim_pairs_table", height=240)
+    ids = tuple(dict.fromkeys(pd.concat([pairs["sample_a"], pairs["sample_b"]], axis=1).to_numpy().ravel()))
+    gallery(cat, replace(flt, ids=ids), flt.run, key="sim_dups", url_page="sim_page",
+            listed="pairs, most similar first")
+
+
+def _outliers_view(cat, emb: EmbeddingSet, flt: Filter) -> None:
+    scores = outliers(cat, emb)
+    st.caption("Outlier score: mean cosine distance to a sample's 10 nearest neighbours in the set "
+               "(higher = more unusual). Per class, on labeled samples:")
+    labels = cat.query_df("SELECT sample_id, label FROM samples")
+    per = scores.merge(labels, on="sample_id")
+    cut = float(per["outlier_score"].quantile(0.95)) if len(per) else 0.0
+    table = per.dropna(subset=["label"]).groupby("label")["outlier_score"].agg(
+        samples="count", mean_score="mean", top_5pct=lambda s: int((s >= cut).sum())).reset_index()
+    st.dataframe(table.sort_values("mean_score", ascending=False), hide_index=True, key="sim_out_table")
+    passing = _passing(cat, flt)
+    if passing is not None:
+        scores = scores[scores["sample_id"].isin(passing)]
+    top = tuple(scores["sample_id"].head(2000))
+    note = dict(zip(scores["sample_id"].head(2000), scores["outlier_score"].head(2000), strict=True))
+    gallery(cat, replace(flt, ids=top), flt.run, key="sim_outliers", url_page="sim_page",
+            listed="outlier score, most unusual first", notes={k: f"outlier {v:.3f}" for k, v in note.items()})
+
+
+cat = catalog()
+st.title("Similarity")
+if not empty_state(cat):
+    flt = sidebar_filter(cat)
+    _seed_from_url()
+    emb = pick_set(cat, "sim_set")
+    if emb is not None:
+        if st.session_state.get("sim_view") not in VIEWS:
+            st.session_state["sim_view"] = {"duplicates": VIEWS[1], "outliers": VIEWS[2]}.get(
+                url.get("sim", ""), VIEWS[0])
+        shown = st.segmented_control("View", VIEWS, key="sim_view") or VIEWS[0]
+        url.put("sim", {VIEWS[1]: "duplicates", VIEWS[2]: "outliers"}.get(shown))
+        {VIEWS[0]: _search, VIEWS[1]: _pairs_view, VIEWS[2]: _outliers_view}[shown](cat, emb, flt)
+    embed_panel(cat, emb)
