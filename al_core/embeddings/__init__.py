@@ -222,12 +222,12 @@ def read_embeddings_file(path: Path) -> tuple[list[str], np.ndarray]:
         missing = [c for c in ("sample_id", "vector") if c not in frame.columns]
         if missing:
             raise IngestError(source, [f"missing column {c!r} (found {list(frame.columns)})" for c in missing])
-        lengths = frame["vector"].map(lambda v: -1 if v is None else len(v))
-        if len(set(lengths)) > 1:
-            dim = int(lengths.mode().iloc[0])
-            bad = frame.loc[lengths != dim, "sample_id"].head(20).tolist()
-            raise IngestError(source, [f"row {i!r}: vector has {int(lengths[frame['sample_id'] == i].iloc[0])} "
-                                       f"values, expected {dim}" for i in bad])
+        lengths = frame["vector"].map(lambda v: -1 if v is None else len(v)).to_numpy()
+        if len(frame) and (lengths != lengths[0]).any():
+            bad = np.flatnonzero(lengths != lengths[0])[:20]
+            raise IngestError(source, [f"sample {frame['sample_id'].iloc[i]!r} (row {i}): vector has "
+                                       f"{max(int(lengths[i]), 0)} values, expected {int(lengths[0])} "
+                                       "(as the first row)" for i in bad])
         vectors = np.stack(frame["vector"].to_numpy()) if len(frame) else np.zeros((0, 0))
         return frame["sample_id"].astype(str).tolist(), vectors
     raise IngestError(source, ["expected a .parquet file (sample_id, vector) or an .npz (ids, vectors)"])

@@ -167,11 +167,12 @@ def read_manifest(catalog_path: Path, emb: EmbeddingSet) -> dict[str, Any] | Non
         return None
 
 
-def staleness(cat: Catalog, emb: EmbeddingSet) -> str | None:
-    """Why the persisted index of ``emb`` cannot be used as it is (``None``: it is current)."""
+def staleness(cat: Catalog, emb: EmbeddingSet, exact_threshold: int = EXACT_THRESHOLD) -> str | None:
+    """Why the persisted index of ``emb`` cannot be used as it is (``None``: it is current, or
+    the set is small enough to be searched exactly without one)."""
     manifest = read_manifest(cat.path, emb)
     state = SetState.of(cat, emb)
-    if state.count <= EXACT_THRESHOLD:
+    if state.count <= exact_threshold:
         return None
     if manifest is None:
         return "no index built yet"
