@@ -11,12 +11,19 @@ import streamlit as st
 
 from al_core import view
 from al_core.embeddings import EmbeddingSet
-from al_core.embeddings.search import UNLIKE_WEIGHT, similar
+from al_core.embeddings.search import UNLIKE_WEIGHT, labels, similar
 from al_core.embeddings.uploads import MAX_UPLOAD_BYTES, decode_upload
 from al_core.errors import AlExplorerError
 from al_core.view.filters import Filter
 from pages._ui import url
-from pages._ui.embeddings import embed_panel, index_for, model_for, near_duplicates, outliers, pick_set
+from pages._ui.embeddings import (
+    embed_panel,
+    index_for,
+    model_for,
+    near_duplicates,
+    outliers,
+    pick_set,
+)
 from pages._ui.gallery import gallery
 from pages._ui.shell import catalog, empty_state
 from pages._ui.sidebar import sidebar_filter
@@ -138,8 +145,7 @@ def _outliers_view(cat, emb: EmbeddingSet, flt: Filter) -> None:
     scores = outliers(cat, emb)
     st.caption("Outlier score: mean cosine distance to a sample's 10 nearest neighbours in the set "
                "(higher = more unusual). Per class, on labeled samples:")
-    labels = cat.query_df("SELECT sample_id, label FROM samples")
-    per = scores.merge(labels, on="sample_id")
+    per = scores.merge(labels(cat), on="sample_id")
     cut = float(per["outlier_score"].quantile(0.95)) if len(per) else 0.0
     table = per.dropna(subset=["label"]).groupby("label")["outlier_score"].agg(
         samples="count", mean_score="mean", top_5pct=lambda s: int((s >= cut).sum())).reset_index()

@@ -465,3 +465,46 @@ def test_quality_flag_filters_and_opens_its_gallery(
     _wait_total(page, blurry)
     assert "flag=blurry" in page.url
     page.close()
+
+
+def test_similarity_query_and_a_box_selection_on_the_map(
+        fresh_app: tuple[str, Path], browser: object, tmp_path: Path) -> None:
+    """A card's "Similar" link queries by that sample; a text query on the demo CLIP; then a box
+    drawn on the embedding map opens the gallery of exactly the samples inside it."""
+    url, _ = fresh_app
+    page = browser.new_page(viewport={"width": 1500, "height": 1300})
+    page.goto(f"{url}/samples", wait_until="domcontentloaded")
+    page.wait_for_selector("h1:has-text('Samples')", timeout=90_000)
+    first = _captions(page)[0].split(" · ")[0]
+    page.locator("[data-testid='stMain']").get_by_role("link", name="Similar").first.click()
+    page.wait_for_selector("h1:has-text('Similarity')", timeout=90_000)
+    _wait_total(page, 24)
+    assert f"like={quote(first)}" in page.url
+    shown = [c.split(" · ")[0] for c in _captions(page)]
+    assert first not in shown and all("similarity" in c for c in _captions(page))
+
+    page.goto(f"{url}/similarity?text={quote('a green traffic cone at night')}", wait_until="domcontentloaded")
+    page.wait_for_selector("h1:has-text('Similarity')", timeout=90_000)
+    _wait_total(page, 24)
+    page.wait_for_timeout(1500)  # the thumbnails
+    _shot(page, "similarity.png", tmp_path)
+
+    page.goto(f"{url}/map", wait_until="domcontentloaded")
+    page.wait_for_selector("h1:has-text('Embedding map')", timeout=90_000)
+    plot = page.locator(".js-plotly-plot .nsewdrag").first
+    plot.wait_for(timeout=90_000)
+    page.wait_for_timeout(1500)
+    page.locator(".js-plotly-plot .modebar-btn[data-title='Box Select']").first.click()
+    box = plot.bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.30, box["y"] + box["height"] * 0.30)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.55, box["y"] + box["height"] * 0.60, steps=12)
+    page.mouse.up()
+    heading = page.locator("h3", has_text="selected on the map")
+    heading.wait_for(timeout=60_000)
+    n = int(heading.inner_text().split()[0].replace(",", ""))
+    assert n > 0
+    _wait_total(page, n)
+    page.wait_for_timeout(1500)
+    _shot(page, "map.png", tmp_path)
+    page.close()

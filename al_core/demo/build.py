@@ -20,7 +20,8 @@ from al_core.db import sql as db_sql
 from al_core.db.catalog import Catalog
 from al_core.demo import dataset, model
 from al_core.demo.scenes import CLASS_WEIGHTS, RARE_CLASSES
-from al_core.embeddings import embedding_count, store_embeddings
+from al_core.embeddings import embedding_count, find_set, store_embeddings
+from al_core.embeddings.models import file_sha256
 from al_core.errors import CatalogError
 from al_core.ingest import ingest_manifest
 from al_core.ingest import sql as ingest_sql
@@ -28,6 +29,10 @@ from al_core.ingest.predictions import import_predictions_frame
 
 RUN_NAME = "baseline-cnn"
 EMBEDDING_SET = "baseline model embeddings"
+CLIP_SET = "demo CLIP"
+#: Training epochs of the demo's CLIP (version in its weights' file name: a change retrains).
+CLIP_EPOCHS = 24
+CLIP_VERSION = 1
 BUILD_VERSION = 2  # 2: the test split is curated for slice diagnostics
 
 
@@ -118,9 +123,44 @@ def _baseline(plan: pd.DataFrame, root: Path, seed: int, report: DemoReport, pro
     return net, classes
 
 
+def _demo_clip(plan: pd.DataFrame, root: Path, seed: int, report: DemoReport, progress: bool,
+               epochs: int) -> tuple[Path, Path]:
+    """The demo's CLIP (model config, weights), trained on the labeled train and val images only,
+    with captions from their labels and conditions: the pool's truth never enters it."""
+    from al_core.demo import clip
+
+    config = clip.write_config(root)
+    rows = plan[plan["split"].isin(["train", "val"])]
+    key = hashlib.sha1((" ".join(rows["sample_id"]) + " ".join(rows["true_label"])).encode()).hexdigest()[:10]
+    weights = root / f"demo_clip_v{CLIP_VERSION}_e{epochs}_{key}.pt"
+    if weights.exists():
+        report.reused.append("the trained demo CLIP")
+        return config, weights
+    images = model.load_images([dataset.image_path(root, s) for s in rows["sample_id"]])
+    captions = [clip.caption(r.true_label, r.time_of_day, r.weather, variant=i)
+                for i, r in enumerate(rows.itertuples(index=False))]
+    clip.save(clip.train(images, captions, seed=seed, epochs=epochs, progress=progress), weights)
+    return config, weights
+
+
+def _embed_with_clip(cat: Catalog, config: Path, weights: Path, progress: bool) -> None:
+    """Embed the demo through the same job (and loading path) as any pretrained open_clip model."""
+    from al_core.demo import clip
+    from al_core.embeddings.job import embed_catalog
+    from al_core.embeddings.models import ModelSpec
+
+    spec = ModelSpec(arch=clip.ARCH, weights=weights, model_config=config)
+    existing = find_set(cat, CLIP_SET)
+    if existing is not None and existing.identity.get("weights_sha256") != file_sha256(weights):
+        raise CatalogError(f"{cat.path} holds a {CLIP_SET!r} set of other weights than {weights}; "
+                           "build the demo into a new catalog (--catalog) or delete this one")
+    embed_catalog(cat, spec, CLIP_SET, batch_size=256, progress=progress)
+
+
 def build_demo(catalog_path: Path, *, size: int = 5000, seed: int = 0, epochs: int = 12,
-               progress: bool = True, echo: bool = True) -> DemoReport:
-    """Build (or reuse) the demo dataset, catalog, baseline predictions and embeddings."""
+               clip_epochs: int = CLIP_EPOCHS, progress: bool = True, echo: bool = True) -> DemoReport:
+    """Build (or reuse) the demo dataset, catalog, baseline predictions and embeddings, and the
+    demo CLIP's embedding set (text search on the demo)."""
     t0 = time.perf_counter()
     root = demo_root(catalog_path, size, seed)
     root.mkdir(parents=True, exist_ok=True)
@@ -145,6 +185,8 @@ def build_demo(catalog_path: Path, *, size: int = 5000, seed: int = 0, epochs: i
             store_embeddings(cat, EMBEDDING_SET, f"al-explorer demo SmallCNN (seed {seed}, "
                              f"{epochs} epochs), penultimate layer", plan["sample_id"].tolist(), feats)
             predicted = np.array(classes)[probs_arr.argmax(axis=1)]
+        config, weights = _demo_clip(plan, root, seed, report, progress, clip_epochs)
+        _embed_with_clip(cat, config, weights, progress)
         if cat.scalar(db_sql.get_info("demo_build")) != stamp:
             with cat.transaction("record the demo build") as cur:
                 cur.execute(*db_sql.set_info("demo_build", stamp))

@@ -11,7 +11,7 @@ import pandas as pd
 from PIL import Image
 
 from al_core.db.catalog import Catalog, new_connection
-from al_core.embeddings import EmbeddingSet, normalize, vectors_for
+from al_core.embeddings import EmbeddingSet, normalize, sql, vectors_for
 from al_core.embeddings.index import VectorIndex, open_index
 from al_core.embeddings.models import LoadedModel
 from al_core.errors import AlExplorerError
@@ -53,8 +53,7 @@ def vectors_of(cat: Catalog, emb: EmbeddingSet, sample_ids: Sequence[str], role:
 def keys_of(cat: Catalog, sample_ids: Sequence[str]) -> np.ndarray:
     if not sample_ids:
         return np.zeros(0, np.int64)
-    rows = cat.query_rows("SELECT sample_key FROM samples WHERE sample_id IN (SELECT unnest(?))",
-                          [list(sample_ids)])
+    rows = cat.query_rows(sql.keys_of_ids(list(sample_ids)))
     return np.array([r[0] for r in rows], dtype=np.int64)
 
 
@@ -79,8 +78,7 @@ def ids_for_keys(cat: Catalog, keys: np.ndarray) -> list[str]:
     try:
         cur.register("keys_frame", frame)
         with cat.read(cur):
-            rows = cur.execute("SELECT s.sample_id FROM keys_frame k JOIN samples s USING (sample_key) "
-                               "ORDER BY k.pos").fetchall()
+            rows = cur.execute(*sql.ids_of_keys("keys_frame")).fetchall()
     finally:
         cur.close()
     return [r[0] for r in rows]
@@ -149,3 +147,8 @@ def describe_query(like: Sequence[str], unlike: Sequence[str], text: str | None,
         return f"like {', '.join(like[:3])}{' …' if len(like) > 3 else ''}" + (
             f", unlike {', '.join(unlike[:3])}" if unlike else "")
     return f"text {text!r}" if text is not None else "an uploaded image"
+
+
+def labels(cat: Catalog) -> pd.DataFrame:
+    """``sample_id, label`` of every sample (label NULL in the pool)."""
+    return cat.query_df(sql.LABELS)

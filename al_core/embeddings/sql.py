@@ -110,3 +110,16 @@ def map_run(set_id: int, method: str) -> Query:
 def map_points(set_id: int, method: str) -> Query:
     return ("SELECT sample_id, x, y FROM embedding_maps WHERE set_id = ? AND method = ? "
             "ORDER BY sample_id", [set_id, method])
+
+
+def keys_of_ids(sample_ids: list[str]) -> Query:
+    return "SELECT sample_key FROM samples WHERE sample_id IN (SELECT unnest(?::VARCHAR[]))", [sample_ids]
+
+
+def ids_of_keys(frame_name: str) -> Query:
+    """Sample ids of a registered frame ``(sample_key, pos)``, in ``pos`` order."""
+    return (f"SELECT s.sample_id FROM {quote_ident(frame_name)} k JOIN samples s USING (sample_key) "
+            "ORDER BY k.pos", [])
+
+
+LABELS = "SELECT sample_id, label FROM samples"

@@ -14,8 +14,8 @@ from al_core.db.catalog import Catalog
 from al_core.embeddings import EmbeddingSet
 from al_core.embeddings import neighbors as nb
 from al_core.embeddings.index import SetState, VectorIndex, open_index
-from al_core.embeddings.maps import fingerprint
 from al_core.embeddings.job import embed_catalog
+from al_core.embeddings.maps import fingerprint
 from al_core.embeddings.models import (
     DEFAULT_ARCH,
     DEFAULT_PRETRAINED,
