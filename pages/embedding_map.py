@@ -33,12 +33,12 @@ def _umap_job(cat, emb: EmbeddingSet) -> None:
 
 
 def _method(cat, emb: EmbeddingSet) -> str:
-    """UMAP when stored and current; otherwise PCA (computed now: about a second) while UMAP runs."""
+    """UMAP when stored; otherwise PCA (computed now: about a second) until UMAP is computed, in
+    the background. numba's one-time compile starts when the page is first opened, not on a click."""
     jobs.start("umap-warmup", lambda job: warm_up_umap() or "numba compiled")
     umap_state = map_status(cat, emb, "umap")
     job = jobs.get(f"umap:{emb.set_id}")
-    if umap_state == "missing" and job is None:
-        _umap_job(cat, emb)  # in the background: the page shows PCA meanwhile
+    busy = job is not None and job.running
     jobs.show(f"umap:{emb.set_id}", "UMAP")
     if map_status(cat, emb, "pca") != "current":
         compute_map(cat, emb, "pca")
@@ -49,10 +49,10 @@ def _method(cat, emb: EmbeddingSet) -> str:
     left, right = st.columns([3, 1], vertical_alignment="bottom")
     method = left.segmented_control("Projection", options, key="map_method") or options[0]
     url.put("method", method.lower() if method != options[0] else None)
-    busy = job is not None and job.running
     if umap_state == "stale":
         right.warning("The set changed since this UMAP.")
-    if right.button("Recompute UMAP", key="map_recompute", disabled=busy):
+    label = "Compute UMAP" if umap_state == "missing" else "Recompute UMAP"
+    if right.button(label, key="map_umap", disabled=busy, help="Runs in the background; PCA meanwhile."):
         _umap_job(cat, emb)
         st.rerun()
     return method.lower()

@@ -40,7 +40,10 @@ def _ids(text: str) -> list[str]:
 
 
 def _seed_from_url() -> None:
-    if "sim_like" not in st.session_state:
+    """The query a link describes, once per session (widget keys vanish when a widget is not
+    drawn, so a marker of our own says it was done)."""
+    if "_sim_seeded" not in st.session_state:
+        st.session_state["_sim_seeded"] = True
         st.session_state["sim_like"] = "\n".join(st.query_params.get_all("like"))
         st.session_state["sim_unlike"] = "\n".join(st.query_params.get_all("unlike"))
         st.session_state["sim_text"] = url.get("text", "")
