@@ -19,7 +19,8 @@ from al_core.embeddings import EmbeddingSet, comparable_identity, load_vectors, 
 
 #: Sets up to this size are searched exactly (a matrix product); above it through hnswlib.
 EXACT_THRESHOLD = 20_000
-#: hnswlib parameters, chosen by measured recall@10 on 1M x 512 clustered vectors (BENCHMARKS.md).
+#: hnswlib parameters: recall@10 1.000 at p50 ~1-2 ms on 100k and 300k x 512 clustered vectors
+#: (BENCHMARKS.md; ef 64 already gave 1.000 there, 128 keeps a margin for harder real data).
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 200
 HNSW_EF_SEARCH = 128
@@ -29,7 +30,16 @@ SUBSET_SHARE = 0.05
 SUBSET_MAX = 50_000
 MANIFEST_VERSION = 1
 
+#: Scans of at most this many (row, query) products run on one BLAS thread.
+SMALL_SCAN = 50_000
+
 _LOCK = threading.Lock()
+
+
+def _one_blas_thread() -> Any:
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(1, user_api="blas")
 
 
 def index_dir(catalog_path: Path) -> Path:
@@ -47,7 +57,11 @@ def exact_search(vectors: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.n
     k = min(int(k), n)
     if k <= 0:
         return np.zeros((len(queries), 0), np.int64), np.zeros((len(queries), 0), np.float32)
-    scores = np.asarray(queries, np.float32) @ np.asarray(vectors, np.float32).T
+    if n * len(queries) <= SMALL_SCAN:  # BLAS threads cost more than they save here (~12 ms a
+        with _one_blas_thread():       # call on a busy machine, BENCHMARKS.md)
+            scores = np.asarray(queries, np.float32) @ np.asarray(vectors, np.float32).T
+    else:
+        scores = np.asarray(queries, np.float32) @ np.asarray(vectors, np.float32).T
     if k < n:
         part = np.argpartition(-scores, k - 1, axis=1)[:, :k]
     else:
