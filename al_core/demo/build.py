@@ -31,7 +31,7 @@ RUN_NAME = "baseline-cnn"
 EMBEDDING_SET = "baseline model embeddings"
 CLIP_SET = "demo CLIP"
 #: Training epochs of the demo's CLIP (version in its weights' file name: a change retrains).
-CLIP_EPOCHS = 24
+CLIP_EPOCHS = 20
 CLIP_VERSION = 1
 BUILD_VERSION = 2  # 2: the test split is curated for slice diagnostics
 

@@ -42,7 +42,7 @@ def model_config() -> dict:
     return {
         "embed_dim": 128,
         "vision_cfg": {"image_size": IMAGE_SIZE, "layers": [1, 1, 1, 1], "width": 16, "patch_size": None},
-        "text_cfg": {"context_length": CONTEXT_LENGTH, "vocab_size": 49408, "width": 128, "heads": 4,
+        "text_cfg": {"context_length": CONTEXT_LENGTH, "vocab_size": 49408, "width": 64, "heads": 2,
                      "layers": 2},
     }
 
@@ -73,7 +73,7 @@ def _normalize(images: np.ndarray) -> torch.Tensor:
     return (x - mean) / std
 
 
-def train(images: np.ndarray, captions: Sequence[str], *, seed: int, epochs: int = 24,
+def train(images: np.ndarray, captions: Sequence[str], *, seed: int, epochs: int = 20,
           batch_size: int = 128, progress: bool = True) -> nn.Module:
     """Train on ``images`` ``(n, 64, 64, 3)`` uint8 and one caption per image; deterministic per seed.
 
@@ -87,13 +87,13 @@ def train(images: np.ndarray, captions: Sequence[str], *, seed: int, epochs: int
         raise ValueError("one caption per image")
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
-    model = open_clip.create_model(ARCH if ARCH in open_clip.list_models() else _register(), pretrained=None)
-    tokenizer = open_clip.get_tokenizer(ARCH)
+    model = open_clip.CLIP(**model_config())  # what create_model_and_transforms(ARCH) builds
     distinct = sorted(set(captions))
-    tokens = tokenizer(distinct)  # (c, context_length)
+    tokens = open_clip.SimpleTokenizer(context_length=CONTEXT_LENGTH)(distinct)  # (c, context_length)
     words = [set(c.split()) for c in distinct]
     implies = torch.tensor([[b <= a for b in words] for a in words], dtype=torch.float32)  # (c, c)
-    caption_idx = torch.tensor([distinct.index(c) for c in captions])  # (n,)
+    position = {c: i for i, c in enumerate(distinct)}
+    caption_idx = torch.tensor([position[c] for c in captions])  # (n,)
     x_all = _normalize(images)
     steps = epochs * ((len(x_all) + batch_size - 1) // batch_size)
     opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=0.05)
@@ -115,8 +115,8 @@ def train(images: np.ndarray, captions: Sequence[str], *, seed: int, epochs: int
             loss_i = -(pos / pos.sum(1, keepdim=True) * logits.log_softmax(1)).sum(1).mean()
             present = pos.sum(0) > 0  # captions with a positive in the batch
             pos_t = pos[:, present].T  # (p, b)
-            loss_t = -(pos_t / pos_t.sum(1, keepdim=True) * logits[:, present].T.log_softmax(1)).sum(1).mean()
-            loss = (loss_i + loss_t) / 2
+            loss_t = -(pos_t / pos_t.sum(1, keepdim=True) * logits[:, present].T.log_softmax(1)).sum(1)
+            loss = (loss_i + loss_t.mean()) / 2
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -125,15 +125,6 @@ def train(images: np.ndarray, captions: Sequence[str], *, seed: int, epochs: int
         bar.set_postfix(loss=f"{total / len(order):.3f}")
     model.eval()
     return model
-
-
-def _register() -> str:
-    """Register the config with open_clip (in a temporary directory) and return ``ARCH``."""
-    import tempfile
-
-    with tempfile.TemporaryDirectory() as tmp:
-        open_clip.add_model_config(write_config(Path(tmp)))
-    return ARCH
 
 
 def save(model: nn.Module, weights_path: Path) -> None:
