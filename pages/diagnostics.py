@@ -4,24 +4,27 @@ number drills down to the images behind it."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import pandas as pd
 import streamlit as st
 
-from al_core import curation, diagnostics, view
+from al_core import curation, diagnostics, embeddings, view
 from al_core.db.catalog import Catalog
 from al_core.diagnostics import charts
 from al_core.view.filters import Condition, Filter, drill_spec
 from pages._ui import url
 from pages._ui.detail import open_sample
 from pages._ui.drill import DrillDown
+from pages._ui.embeddings import outliers_view, pick_set
+from pages._ui.gallery import gallery
 from pages._ui.shell import call, catalog, empty_state
 from pages._ui.sidebar import sidebar_filter
 from pages._ui.text import plain
 
 DRILL = DrillDown("diagnostics", "dx")
-VIEWS = ["Per class", "Confusion", "Slices", "Calibration", "Label errors", "Compare runs"]
+VIEWS = ["Per class", "Confusion", "Slices", "Calibration", "Label errors", "Outliers", "Compare runs"]
 REVIEW_TAG = "review-label"
 
 
@@ -127,10 +130,23 @@ def _compare(cat: Catalog, flt: Filter, runs: dict) -> None:
     d.metric(f"Broken (right in {other})", f"{res['broken']:,}")
     st.dataframe(res["per_class"].sort_values("f1_delta"), key="dx_compare_classes", hide_index=True,
                  width="stretch")
-    for what in ("fixed", "broken"):
-        ids = [r[0] for r in cat.query_rows(res[f"{what}_query"])]
-        with st.expander(f"{what.title()}: {len(ids):,} samples (select one to open it)"):
-            _open_on_select(pd.DataFrame({"sample_id": ids}), f"dx_{what}_ids")
+    what = st.segmented_control("Samples", ["fixed", "broken"], default="fixed", key="dx_cmp_what") or "fixed"
+    ids = [r[0] for r in cat.query_rows(res[f"{what}_query"])]
+    if not ids:
+        st.info(f"No sample was {what} between the two runs in this view.")
+        return
+    gallery(cat, replace(flt, ids=tuple(ids)), flt.run, key="dx_cmp", url_page="dx_cmp_page",
+            listed="id")
+
+
+def _outliers(cat: Catalog, flt: Filter) -> None:
+    if not embeddings.list_sets(cat):
+        st.info("Outlier scores come from an embedding set: this catalog has none yet "
+                "(`al-explorer embed`, or the Similarity page's Embed images panel).")
+        return
+    emb = pick_set(cat, "dx_set")
+    if emb is not None:
+        outliers_view(cat, emb, replace(flt, labeled="labeled"), "dx_outliers")
 
 
 def _open_on_select(frame: pd.DataFrame, key: str) -> None:
@@ -180,6 +196,8 @@ if not empty_state(cat):
         _calibration(cat, flt)
     elif shown == "Label errors":
         _label_errors(cat, flt)
+    elif shown == "Outliers":
+        _outliers(cat, flt)
     else:
         _compare(cat, flt, runs)
     DRILL.show(drill_box, cat, flt, flt.run, cat.metadata_fields())

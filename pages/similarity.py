@@ -9,9 +9,8 @@ from dataclasses import replace
 import pandas as pd
 import streamlit as st
 
-from al_core import view
 from al_core.embeddings import EmbeddingSet
-from al_core.embeddings.search import UNLIKE_WEIGHT, labels, similar
+from al_core.embeddings.search import UNLIKE_WEIGHT, similar
 from al_core.embeddings.uploads import MAX_UPLOAD_BYTES, decode_upload
 from al_core.errors import AlExplorerError
 from al_core.view.filters import Filter
@@ -21,7 +20,8 @@ from pages._ui.embeddings import (
     index_for,
     model_for,
     near_duplicates,
-    outliers,
+    outliers_view,
+    passing_ids,
     pick_set,
 )
 from pages._ui.gallery import gallery
@@ -39,11 +39,16 @@ def _ids(text: str) -> list[str]:
     return list(dict.fromkeys(t for t in re.split(r"[\s,]+", text or "") if t))
 
 
+def _query_in_url() -> tuple:
+    return (tuple(st.query_params.get_all("like")), tuple(st.query_params.get_all("unlike")),
+            url.get("text", ""))
+
+
 def _seed_from_url() -> None:
-    """The query a link describes, once per session (widget keys vanish when a widget is not
-    drawn, so a marker of our own says it was done)."""
-    if "_sim_seeded" not in st.session_state:
-        st.session_state["_sim_seeded"] = True
+    """The query a link describes, when the link changed it (a "Similar" link from a gallery, a
+    shared URL): not on reruns where the page itself wrote the URL. A marker of our own records
+    what was last seen, as widget keys vanish while a widget is not drawn."""
+    if st.session_state.get("_sim_seen") != _query_in_url():
         st.session_state["sim_like"] = "\n".join(st.query_params.get_all("like"))
         st.session_state["sim_unlike"] = "\n".join(st.query_params.get_all("unlike"))
         st.session_state["sim_text"] = url.get("text", "")
@@ -52,6 +57,7 @@ def _seed_from_url() -> None:
             st.session_state["sim_k"] = min(max(int(url.get("k", str(DEFAULT_K))), 1), 500)
         except ValueError:
             st.session_state["sim_k"] = DEFAULT_K
+        st.session_state["_sim_seen"] = _query_in_url()
 
 
 def _put_list(key: str, values: list[str]) -> None:
@@ -103,6 +109,7 @@ def _query_widgets(emb: EmbeddingSet) -> dict | None:
 
 def _search(cat, emb: EmbeddingSet, flt: Filter) -> None:
     query = _query_widgets(emb)
+    st.session_state["_sim_seen"] = _query_in_url()  # what this run wrote is not a new link
     if query is None:
         st.info("Give a query: example sample ids (or **Similar** on any gallery card), a text, or an image.")
         return
@@ -124,15 +131,10 @@ def _search(cat, emb: EmbeddingSet, flt: Filter) -> None:
             notes={sid: f"similarity {s:.3f}" for sid, s in scores.items()})
 
 
-def _passing(cat, flt: Filter) -> set[str] | None:
-    """Ids passing the sidebar filter (None: it restricts nothing)."""
-    return None if flt == Filter(run=flt.run) else set(view.filtered_ids(cat, flt))
-
-
 def _pairs_view(cat, emb: EmbeddingSet, flt: Filter) -> None:
     threshold = st.slider("Near duplicates from cosine similarity", 0.80, 1.0, 0.97, 0.005, key="sim_dup_t")
     pairs = near_duplicates(cat, emb, threshold)
-    passing = _passing(cat, flt)
+    passing = passing_ids(cat, flt)
     if passing is not None:  # a pair shows when either side passes the filter
         pairs = pairs[pairs["sample_a"].isin(passing) | pairs["sample_b"].isin(passing)]
     st.caption(f"{len(pairs):,} pairs at or above {threshold:.3f} (each sample's 10 nearest).")
@@ -142,24 +144,6 @@ def _pairs_view(cat, emb: EmbeddingSet, flt: Filter) -> None:
     ids = tuple(dict.fromkeys(pd.concat([pairs["sample_a"], pairs["sample_b"]], axis=1).to_numpy().ravel()))
     gallery(cat, replace(flt, ids=ids), flt.run, key="sim_dups", url_page="sim_page",
             listed="pairs, most similar first")
-
-
-def _outliers_view(cat, emb: EmbeddingSet, flt: Filter) -> None:
-    scores = outliers(cat, emb)
-    st.caption("Outlier score: mean cosine distance to a sample's 10 nearest neighbours in the set "
-               "(higher = more unusual). Per class, on labeled samples:")
-    per = scores.merge(labels(cat), on="sample_id")
-    cut = float(per["outlier_score"].quantile(0.95)) if len(per) else 0.0
-    table = per.dropna(subset=["label"]).groupby("label")["outlier_score"].agg(
-        samples="count", mean_score="mean", top_5pct=lambda s: int((s >= cut).sum())).reset_index()
-    st.dataframe(table.sort_values("mean_score", ascending=False), hide_index=True, key="sim_out_table")
-    passing = _passing(cat, flt)
-    if passing is not None:
-        scores = scores[scores["sample_id"].isin(passing)]
-    top = tuple(scores["sample_id"].head(2000))
-    note = dict(zip(scores["sample_id"].head(2000), scores["outlier_score"].head(2000), strict=True))
-    gallery(cat, replace(flt, ids=top), flt.run, key="sim_outliers", url_page="sim_page",
-            listed="outlier score, most unusual first", notes={k: f"outlier {v:.3f}" for k, v in note.items()})
 
 
 cat = catalog()
@@ -174,5 +158,8 @@ if not empty_state(cat):
                 url.get("sim", ""), VIEWS[0])
         shown = st.segmented_control("View", VIEWS, key="sim_view") or VIEWS[0]
         url.put("sim", {VIEWS[1]: "duplicates", VIEWS[2]: "outliers"}.get(shown))
-        {VIEWS[0]: _search, VIEWS[1]: _pairs_view, VIEWS[2]: _outliers_view}[shown](cat, emb, flt)
+        if shown == VIEWS[2]:
+            outliers_view(cat, emb, flt, "sim_outliers")
+        else:
+            {VIEWS[0]: _search, VIEWS[1]: _pairs_view}[shown](cat, emb, flt)
     embed_panel(cat, emb)

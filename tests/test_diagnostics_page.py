@@ -78,6 +78,23 @@ def test_run_comparison_counts_match_a_direct_query(app_catalog: Path) -> None:
     broken = sum(base[s] != truth[s] and new[s] == truth[s] for s in truth)
     assert _metric(at, "Fixed (wrong in second)") == f"{fixed:,}"
     assert _metric(at, "Broken (right in second)") == f"{broken:,}"
+    # the gallery holds exactly those samples, fixed first, then broken
+    assert any(m.value == f"**{fixed:,} samples**" for m in at.markdown)
+    shown = {c.value.split(" · ")[0].replace("\\", "") for c in at.caption if " · " in c.value}
+    assert shown and all(base[s] == truth[s] and new[s] != truth[s] for s in shown)
+    at.segmented_control(key="dx_cmp_what").set_value("broken").run()
+    assert any(m.value == f"**{broken:,} samples**" for m in at.markdown)
+
+
+def test_outliers_per_class_from_the_embedding_set(app_catalog: Path) -> None:
+    at = _page(view="Outliers", set="demo CLIP", split="test")
+    table = at.dataframe[0].value
+    test_labels = dict(direct(app_catalog, "SELECT label, count(*) FROM samples WHERE split = 'test' GROUP BY 1"))
+    assert dict(zip(table["label"], table["samples"], strict=True)) == test_labels
+    cards = [c.value.split(" · ")[0].replace("\\", "") for c in at.caption if " · " in c.value]
+    assert len(cards) == 24
+    quoted = ", ".join(f"'{c}'" for c in cards)
+    assert direct(app_catalog, f"SELECT count(*) FROM samples WHERE sample_id IN ({quoted}) AND split = 'test'")[0][0] == 24
 
 
 def test_label_errors_are_tagged_for_review_and_batched_in_one_click(app_catalog: Path) -> None:

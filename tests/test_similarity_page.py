@@ -88,3 +88,14 @@ def test_the_map_shows_pca_at_once(app_catalog: Path) -> None:
     runs = direct(app_catalog, "SELECT method, n FROM embedding_map_runs")
     n = direct(app_catalog, "SELECT count(*) FROM samples")[0][0]
     assert ("pca", n) in runs
+
+
+def test_a_second_similar_link_in_the_same_session_replaces_the_query(app_catalog: Path) -> None:
+    first, second = (r[0] for r in direct(app_catalog, "SELECT sample_id FROM samples ORDER BY sample_id LIMIT 2"))
+    at = _page("pages/similarity.py", like=first, set=CLIP)
+    assert at.text_area(key="sim_like").value == first
+    at.query_params["like"] = second  # what the next card's "Similar" link does
+    at.run()
+    assert at.text_area(key="sim_like").value == second
+    ids = _card_ids(at)
+    assert len(ids) == 24 and second not in ids

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import pandas as pd
 import streamlit as st
 
-from al_core import embeddings
+from al_core import embeddings, view
 from al_core.db.catalog import Catalog
 from al_core.embeddings import EmbeddingSet
 from al_core.embeddings import neighbors as nb
@@ -24,8 +25,11 @@ from al_core.embeddings.models import (
     load_model,
     spec_from_identity,
 )
+from al_core.embeddings.search import labels
 from al_core.errors import AlExplorerError
+from al_core.view.filters import Filter
 from pages._ui import jobs, url
+from pages._ui.gallery import gallery
 from pages._ui.shell import _open_catalog
 from pages._ui.text import plain
 
@@ -145,3 +149,32 @@ def embed_panel(cat: Catalog, emb: EmbeddingSet | None) -> None:
             else:
                 jobs.start("embed", _embed_work(path, spec, name.strip() or None))
                 st.rerun()
+
+
+def passing_ids(cat: Catalog, flt: Filter) -> set[str] | None:
+    """Ids passing the sidebar filter (None: it restricts nothing)."""
+    return None if flt == Filter(run=flt.run) else set(view.filtered_ids(cat, flt))
+
+
+def outliers_view(cat: Catalog, emb: EmbeddingSet, flt: Filter, key: str) -> None:
+    """kNN outlier scores of the set (computed once per set state, shared by the pages): a table
+    per class and the gallery of the most unusual samples passing ``flt``."""
+    scores = outliers(cat, emb)
+    st.caption(f"Outlier score from {plain(emb.name)}: mean cosine distance to a sample's "
+               f"{nb.OUTLIER_K} nearest neighbours in the whole set (higher = more unusual); the "
+               "table counts, per labeled class in this view, samples in the set's top 5%.")
+    passing = passing_ids(cat, flt)
+    cut = float(scores["outlier_score"].quantile(0.95)) if len(scores) else 0.0
+    if passing is not None:
+        scores = scores[scores["sample_id"].isin(passing)]
+    per = scores.merge(labels(cat), on="sample_id").dropna(subset=["label"])
+    table = per.groupby("label")["outlier_score"].agg(
+        samples="count", mean_score="mean", in_top_5pct=lambda s: int((s >= cut).sum())).reset_index()
+    st.dataframe(table.sort_values("mean_score", ascending=False), hide_index=True, key=f"{key}_table")
+    top = scores.head(2000)
+    if top.empty:
+        st.info("No sample of this view has a vector in the set.")
+        return
+    notes = {sid: f"outlier {v:.3f}" for sid, v in zip(top["sample_id"], top["outlier_score"], strict=True)}
+    gallery(cat, replace(flt, ids=tuple(top["sample_id"])), flt.run, key=key, url_page=f"{key}_page",
+            listed="outlier score, most unusual first", notes=notes)
