@@ -399,7 +399,8 @@ def serve(catalog: Path, host: str, port: int) -> int:
     cmd = [sys.executable, "-m", "streamlit", "run", str(APP_FILE),
            "--server.address", host, "--server.port", str(port), "--server.headless", "true",
            "--browser.gatherUsageStats", "false",
-           "--client.toolbarMode", "minimal"]  # a product, not a dev server: no Deploy button
+           "--client.toolbarMode", "minimal",  # a product, not a dev server: no Deploy button
+           "--server.maxUploadSize", "20"]  # MB: a query image; refused before it is buffered
     print(f"al-explorer: serving {catalog} at http://{host}:{port} (Ctrl+C to stop)", flush=True)
     return run_foreground(cmd, env)
 
@@ -489,7 +490,10 @@ def cmd_embed(args: argparse.Namespace) -> int:
     path = existing_catalog(args.catalog)
     if args.batch_size < 1:
         raise CatalogError("--batch-size must be at least 1")
-    pretrained = args.pretrained or (None if args.weights or args.model_config else DEFAULT_PRETRAINED)
+    if args.model_config and not (args.weights or args.pretrained):
+        raise CatalogError("--model-config describes an architecture, not its weights: add "
+                           "--weights FILE (or --pretrained TAG)")
+    pretrained = args.pretrained or (None if args.weights else DEFAULT_PRETRAINED)
     spec = ModelSpec(arch=args.model, pretrained=pretrained,
                      weights=Path(args.weights) if args.weights else None,
                      model_config=Path(args.model_config) if args.model_config else None,
@@ -512,13 +516,13 @@ def cmd_import_embeddings(args: argparse.Namespace) -> int:
     return 0
 
 
-def _open_image_arg(value: str):
+def _open_image_arg(value: str, size: int):
     from al_core.embeddings.uploads import decode_upload
 
     file = Path(value)
     if not file.is_file():
         raise CatalogError(f"--image {file}: file not found")
-    return decode_upload(file.read_bytes(), file.name)
+    return decode_upload(file.read_bytes(), file.name, draft_size=size)
 
 
 def cmd_similar(args: argparse.Namespace) -> int:
@@ -535,7 +539,7 @@ def cmd_similar(args: argparse.Namespace) -> int:
         model = None
         if args.text is not None or args.image:
             model = load_model(spec_from_identity(emb.identity), device="auto")
-        image = _open_image_arg(args.image) if args.image else None
+        image = _open_image_arg(args.image, model.image_size) if args.image else None
         flt = Filter(splits=(args.split,) if args.split else (),
                      labeled="unlabeled" if args.unlabeled else "all")
         found = similar(cat, emb, like=args.like or (), unlike=args.unlike, text=args.text,

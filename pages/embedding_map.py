@@ -3,6 +3,7 @@ by label, prediction, correctness, confidence or a field; a box or lasso opens t
 
 from __future__ import annotations
 
+import html
 from dataclasses import replace
 
 import numpy as np
@@ -35,7 +36,8 @@ def _umap_job(cat, emb: EmbeddingSet) -> None:
 def _method(cat, emb: EmbeddingSet) -> str:
     """UMAP when stored; otherwise PCA (computed now: about a second) until UMAP is computed, in
     the background. numba's one-time compile starts when the page is first opened, not on a click."""
-    jobs.start("umap-warmup", lambda job: warm_up_umap() or "numba compiled")
+    if jobs.get("umap-warmup") is None:  # once per server process
+        jobs.start("umap-warmup", lambda job: warm_up_umap() or "numba compiled")
     umap_state = map_status(cat, emb, "umap")
     job = jobs.get(f"umap:{emb.set_id}")
     busy = job is not None and job.running
@@ -73,10 +75,14 @@ def _color(cat) -> str:
 def _figure(points, color: str):
     col = "color" if color not in BUILT_IN_COLORS else color
     frame = points.assign(label=points["label"].fillna("(unlabeled)"))
+    frame["sample"] = frame["sample_id"]  # ids travel raw in customdata; what plotly draws is escaped
+    for name in ("sample", "label", "pred_label", "color"):  # plotly renders a subset of HTML
+        if name in frame:
+            frame[name] = frame[name].map(lambda v: html.escape(v, quote=False) if isinstance(v, str) else v)
     if col == "correct":
         frame["correct"] = frame["correct"].map({True: "correct", False: "wrong"}).fillna("unlabeled")
     fig = px.scatter(frame, x="x", y="y", color=col, custom_data=["sample_id"], render_mode="webgl",
-                     hover_data={"sample_id": True, "label": True, "x": False, "y": False},
+                     hover_data={"sample": True, "label": True, "x": False, "y": False},
                      labels={col: BUILT_IN_COLORS.get(color, color)}, height=620)
     fig.update_traces(marker={"size": 4, "opacity": 0.75})
     fig.update_layout(dragmode="lasso", margin={"l": 10, "r": 10, "t": 30, "b": 10},
@@ -106,7 +112,7 @@ if not empty_state(cat):
             if picked:
                 st.subheader(f"{len(picked):,} selected on the map")
                 gallery(cat, replace(flt, ids=tuple(dict.fromkeys(picked))), flt.run, key="map_selection",
-                        url_page="map_page", listed="map selection order")
+                        url_page="map_page")
             else:
                 st.caption("Draw a box or a lasso around points to open their gallery (tag them, add "
                            f"them to the next batch). {len(points):,} points.")

@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 from dataclasses import replace
 
-import pandas as pd
 import streamlit as st
 
 from al_core.embeddings import EmbeddingSet
@@ -44,20 +43,39 @@ def _query_in_url() -> tuple:
             url.get("text", ""))
 
 
+WIDGETS = ("sim_kind", "sim_like", "sim_unlike", "sim_text", "sim_k")
+
+
 def _seed_from_url() -> None:
-    """The query a link describes, when the link changed it (a "Similar" link from a gallery, a
-    shared URL): not on reruns where the page itself wrote the URL. A marker of our own records
-    what was last seen, as widget keys vanish while a widget is not drawn."""
+    """Before the widgets are drawn: the query a new link describes (a "Similar" link, a shared
+    URL), else what the widgets held when last drawn. Streamlit drops a widget's key while the
+    widget is not drawn (another view, another page, another query kind), so the page keeps a
+    copy of its own (``_sim_shadow``) and puts back what was dropped."""
+    shadow = st.session_state.setdefault("_sim_shadow", {})
     if st.session_state.get("_sim_seen") != _query_in_url():
-        st.session_state["sim_like"] = "\n".join(st.query_params.get_all("like"))
-        st.session_state["sim_unlike"] = "\n".join(st.query_params.get_all("unlike"))
-        st.session_state["sim_text"] = url.get("text", "")
-        st.session_state["sim_kind"] = KINDS[1] if url.get("text") and not url.get("like") else KINDS[0]
+        shadow["sim_like"] = "\n".join(st.query_params.get_all("like"))
+        shadow["sim_unlike"] = "\n".join(st.query_params.get_all("unlike"))
+        shadow["sim_text"] = url.get("text", "")
+        shadow["sim_kind"] = KINDS[1] if url.get("text") and not url.get("like") else KINDS[0]
         try:
-            st.session_state["sim_k"] = min(max(int(url.get("k", str(DEFAULT_K))), 1), 500)
+            shadow["sim_k"] = min(max(int(url.get("k", str(DEFAULT_K))), 1), 500)
         except ValueError:
-            st.session_state["sim_k"] = DEFAULT_K
+            shadow["sim_k"] = DEFAULT_K
+        for key in WIDGETS:
+            st.session_state[key] = shadow[key]
         st.session_state["_sim_seen"] = _query_in_url()
+    for key in WIDGETS:
+        if key not in st.session_state and key in shadow:
+            st.session_state[key] = shadow[key]
+
+
+def _remember() -> None:
+    """After the widgets are drawn: keep their values, and the URL this run wrote (not a new link)."""
+    shadow = st.session_state.setdefault("_sim_shadow", {})
+    for key in WIDGETS:
+        if key in st.session_state:
+            shadow[key] = st.session_state[key]
+    st.session_state["_sim_seen"] = _query_in_url()
 
 
 def _put_list(key: str, values: list[str]) -> None:
@@ -101,7 +119,9 @@ def _query_widgets(emb: EmbeddingSet) -> dict | None:
     if upload is None:
         return None
     try:
-        return {"image": decode_upload(upload.getvalue(), upload.name)}
+        size = emb.identity.get("preprocess", {}).get("size", [224])
+        return {"image": decode_upload(upload.getvalue(), upload.name,
+                                       draft_size=int(size[0] if isinstance(size, list) else size))}
     except AlExplorerError as err:
         st.error(plain(str(err)))
         return None
@@ -109,7 +129,7 @@ def _query_widgets(emb: EmbeddingSet) -> dict | None:
 
 def _search(cat, emb: EmbeddingSet, flt: Filter) -> None:
     query = _query_widgets(emb)
-    st.session_state["_sim_seen"] = _query_in_url()  # what this run wrote is not a new link
+    _remember()
     if query is None:
         st.info("Give a query: example sample ids (or **Similar** on any gallery card), a text, or an image.")
         return
@@ -137,11 +157,12 @@ def _pairs_view(cat, emb: EmbeddingSet, flt: Filter) -> None:
     passing = passing_ids(cat, flt)
     if passing is not None:  # a pair shows when either side passes the filter
         pairs = pairs[pairs["sample_a"].isin(passing) | pairs["sample_b"].isin(passing)]
-    st.caption(f"{len(pairs):,} pairs at or above {threshold:.3f} (each sample's 10 nearest).")
+    st.caption(f"{len(pairs):,} pairs at or above {threshold:.3f} (each sample's 10 nearest); the "
+               "gallery holds the samples of the 1,000 most similar, within the sidebar filter.")
     if pairs.empty:
         return
     st.dataframe(pairs.head(1000), hide_index=True, key="sim_pairs_table", height=240)
-    ids = tuple(dict.fromkeys(pd.concat([pairs["sample_a"], pairs["sample_b"]], axis=1).to_numpy().ravel()))
+    ids = tuple(dict.fromkeys(pairs[["sample_a", "sample_b"]].head(1000).to_numpy().ravel()))
     gallery(cat, replace(flt, ids=ids), flt.run, key="sim_dups", url_page="sim_page",
             listed="pairs, most similar first")
 

@@ -227,16 +227,34 @@ def test_filtered_hnsw_search_equals_the_exact_oracle_with_high_recall(catalog: 
         assert np.all(np.diff(scores) <= 1e-6)
 
 
-@pytest.mark.parametrize("forced_hnsw", [False, True])
-def test_a_very_selective_filter_still_returns_k(catalog: Catalog, forced_hnsw: bool) -> None:
+@pytest.mark.parametrize("path", ["exact", "hnsw walk", "hnsw walk failing, exact fallback"])
+def test_a_very_selective_filter_still_returns_k(catalog: Catalog, monkeypatch: pytest.MonkeyPatch,
+                                                 path: str) -> None:
     _synthetic_set(catalog, 3000)
     emb = embeddings.get_set(catalog, "syn")
-    vi = open_index(catalog, emb, exact_threshold=100 if forced_hnsw else 10**6)
+    vi = open_index(catalog, emb, exact_threshold=10**6 if path == "exact" else 100)
+    if path != "exact":  # no exact-subset shortcut: the filtered walk itself
+        monkeypatch.setattr(index_mod, "SUBSET_MAX", 0)
+        monkeypatch.setattr(index_mod, "SUBSET_SHARE", 0.0)
+    if path.endswith("fallback"):
+        class Failing:
+            def __init__(self, real):
+                self.real, self.calls = real, 0
+
+            def set_ef(self, ef):
+                self.real.set_ef(ef)
+
+            def knn_query(self, *args, **kwargs):
+                self.calls += 1
+                raise RuntimeError("Cannot return the results in a contiguous 2D array")
+        vi.hnsw_ = Failing(vi.hnsw_)
     few = search.keys_of(catalog, [f"s{i:06d}" for i in (5, 77, 1500, 2999)])
     got, _ = vi.search(np.ones(32, np.float32) / np.sqrt(32), 3, allowed=few)
     assert len(got) == 3 and set(got) <= set(few.tolist())
     got, _ = vi.search(np.ones(32, np.float32) / np.sqrt(32), 10, allowed=few)
     assert sorted(got) == sorted(few.tolist())  # fewer than k pass: all of them
+    if path.endswith("fallback"):
+        assert vi.hnsw_.calls == 8  # each search: widened three times, then the exact path answered
 
 
 def test_stale_index_is_detected_updated_and_rebuilt(catalog: Catalog) -> None:
@@ -267,6 +285,23 @@ def test_stale_index_is_detected_updated_and_rebuilt(catalog: Catalog) -> None:
     got, _ = vi.search(moved, 1)
     assert search.ids_for_keys(catalog, got) == [ids[0]]
     assert SetState.of(catalog, emb).count == 3050
+
+
+def test_an_index_of_another_catalog_at_the_same_path_is_not_reused(tmp_path: Path) -> None:
+    path = tmp_path / "c.duckdb"
+    with Catalog.open(path) as cat:
+        _synthetic_set(cat, 300, seed=1)
+        emb = embeddings.get_set(cat, "syn")
+        assert open_index(cat, emb, exact_threshold=100).how_ == "built"
+    path.unlink()
+    with Catalog.open(path) as cat:  # the same ids and counts, other vectors
+        ids, vectors = _synthetic_set(cat, 300, seed=2)
+        emb = embeddings.get_set(cat, "syn")
+        assert staleness(cat, emb, 100) == "built for another catalog file at this path"
+        vi = open_index(cat, emb, exact_threshold=100)
+        assert vi.how_ == "built"
+        got, score = vi.search(vectors[0], 1)
+        assert search.ids_for_keys(cat, got) == [ids[0]] and score[0] == pytest.approx(1.0, abs=1e-4)
 
 
 def test_queries_by_example_never_return_the_examples(catalog: Catalog) -> None:
@@ -307,3 +342,26 @@ def test_near_duplicates_and_outliers_from_the_index(catalog: Catalog) -> None:
         scores = neighbors.outlier_scores(catalog, vi)
         assert scores["sample_id"].iloc[0] == "far"
         assert scores["outlier_score"].is_monotonic_decreasing
+
+
+def test_migration_6_upgrades_a_catalog_with_an_embedding_set(tmp_path: Path) -> None:
+    path = tmp_path / "v5.duckdb"
+    old = Catalog(path)
+    old.migrate(target=5)
+    with old.transaction("a v5 set") as cur:  # as version 5 stored a set
+        for sid in ("a", "b", "c"):
+            cur.execute("INSERT INTO samples (sample_id, uri, split, ingested_at) VALUES (?, ?, 'train', "
+                        "now()::TIMESTAMP)", [sid, f"/x/{sid}.png"])
+        cur.execute("INSERT INTO embedding_sets VALUES (nextval('embedding_set_seq'), 'old', 'cnn', 2, "
+                    "'embedding_vectors_1', now()::TIMESTAMP)")
+        cur.execute("CREATE TABLE embedding_vectors_1 (sample_id VARCHAR PRIMARY KEY, vector FLOAT[2] NOT NULL)")
+        cur.execute("INSERT INTO embedding_vectors_1 VALUES ('a', [3, 4]), ('b', [1, 0])")
+    with Catalog.open(path) as cat:
+        emb = embeddings.get_set(cat, "old")
+        assert emb.identity == {"kind": "unknown", "model": "cnn"} and not emb.has_text
+        keys, ids, vectors = embeddings.load_vectors(cat, emb)
+        assert list(ids) == ["a", "b"] and vectors[0] == pytest.approx([0.6, 0.8])  # normalized on load
+        embeddings.store_embeddings(cat, "old", "cnn", ["c"], np.array([[0.0, 2.0]]))
+        assert SetState.of(cat, emb).generation == 1 and SetState.of(cat, emb).catalog
+        found = search.similar(cat, emb, like=["a"], k=2)
+        assert found["sample_id"].tolist() == ["c", "b"]

@@ -272,6 +272,8 @@ MIGRATIONS: list[tuple[int, str, list[Any]]] = [
             "ALTER TABLE embedding_sets ADD COLUMN identity VARCHAR",
             "UPDATE embedding_sets SET identity = json_object('kind', 'unknown', 'model', model)::VARCHAR",
             "ALTER TABLE embedding_sets ADD COLUMN has_text BOOLEAN DEFAULT false",
+            # names this catalog file: an index left by another catalog at the same path is stale
+            "INSERT INTO catalog_info VALUES ('catalog_uuid', uuid()::VARCHAR)",
             # a vector's write generation: an index knows what was added after it was built
             lambda cur: _v6_vector_generations(cur),
             """CREATE TABLE embedding_maps (

@@ -33,7 +33,9 @@ MANIFEST_VERSION = 1
 #: Scans of at most this many (row, query) products run on one BLAS thread.
 SMALL_SCAN = 50_000
 
-_LOCK = threading.Lock()
+_LOCK = threading.Lock()  # the shared hnswlib index's ef, set per search
+_SAVE_LOCK = threading.Lock()  # index files of this process: written or read one at a time
+_BLAS_LOCK = threading.Lock()  # threadpoolctl's limit is process-wide: one small scan at a time
 
 
 def _one_blas_thread() -> Any:
@@ -58,7 +60,7 @@ def exact_search(vectors: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.n
     if k <= 0:
         return np.zeros((len(queries), 0), np.int64), np.zeros((len(queries), 0), np.float32)
     if n * len(queries) <= SMALL_SCAN:  # BLAS threads cost more than they save here (~12 ms a
-        with _one_blas_thread():       # call on a busy machine, BENCHMARKS.md)
+        with _BLAS_LOCK, _one_blas_thread():  # call on a busy machine, BENCHMARKS.md)
             scores = np.asarray(queries, np.float32) @ np.asarray(vectors, np.float32).T
     else:
         scores = np.asarray(queries, np.float32) @ np.asarray(vectors, np.float32).T
@@ -73,16 +75,28 @@ def exact_search(vectors: np.ndarray, queries: np.ndarray, k: int) -> tuple[np.n
 
 @dataclass
 class SetState:
-    """What an index records of its set: count, xor of id hashes, newest write generation."""
+    """What an index records of its set: count, xor of (id, key) hashes, newest write generation,
+    and which catalog file it is (a catalog rebuilt at the same path is another one)."""
 
     count: int
     fingerprint: int
     generation: int
+    catalog: str = ""
 
     @classmethod
     def of(cls, cat: Catalog, emb: EmbeddingSet) -> SetState:
         count, fp, gen = cat.query_rows(sql.state(emb.table))[0]
-        return cls(int(count), int(fp), int(gen))
+        return cls(int(count), int(fp), int(gen), str(cat.scalar(sql.CATALOG_UUID) or ""))
+
+
+def knn_all(index: VectorIndex, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """hnswlib's ``k`` nearest of every vector of ``index`` (labels, distances), at a fixed ef."""
+    with _LOCK:
+        index.hnsw_.set_ef(max(HNSW_EF_SEARCH, k + 1))
+        try:
+            return index.hnsw_.knn_query(np.asarray(index.vectors_), k=k)
+        finally:
+            index.hnsw_.set_ef(HNSW_EF_SEARCH)
 
 
 class VectorIndex:
@@ -159,6 +173,8 @@ class VectorIndex:
                     labels, dists = self.hnsw_.knn_query(q, k=want, filter=keep, num_threads=1)
                 except RuntimeError:  # fewer than ``want`` found at this ef
                     labels = None
+                finally:
+                    self.hnsw_.set_ef(HNSW_EF_SEARCH)
             if labels is not None:
                 return labels[0].astype(np.int64), (1.0 - dists[0]).astype(np.float32)
             ef *= 4
@@ -192,6 +208,8 @@ def staleness(cat: Catalog, emb: EmbeddingSet, exact_threshold: int = EXACT_THRE
         return "no index built yet"
     if manifest.get("version") != MANIFEST_VERSION or manifest.get("identity") != comparable_identity(emb.identity):
         return "built by another version or for another model"
+    if manifest.get("catalog") != state.catalog:
+        return "built for another catalog file at this path"
     if (manifest["count"], manifest["fingerprint"], manifest["generation"]) != (
             state.count, str(state.fingerprint), state.generation):
         return (f"the set changed since it was built ({manifest['count']} vectors then, "
@@ -200,9 +218,22 @@ def staleness(cat: Catalog, emb: EmbeddingSet, exact_threshold: int = EXACT_THRE
 
 
 def _save(folder: Path, emb: EmbeddingSet, index: VectorIndex, seconds: float) -> None:
+    """Persist ``index`` (unique temporary names, then renames, the manifest last); a folder that
+    cannot be written (a read-only catalog's) only means the next process builds it again."""
+    try:
+        with _SAVE_LOCK:
+            _write_files(folder, emb, index, seconds)
+    except OSError:
+        pass
+
+
+def _write_files(folder: Path, emb: EmbeddingSet, index: VectorIndex, seconds: float) -> None:
+    import tempfile
+
     folder.mkdir(parents=True, exist_ok=True)
     files = _files(folder, emb)
-    tmp = {k: p.with_name(p.name + ".tmp") for k, p in files.items()}
+    tag = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder))
+    tmp = {k: tag / p.name for k, p in files.items()}
     files["manifest"].unlink(missing_ok=True)  # no manifest, no index: a crash leaves it stale
     index.hnsw_.save_index(str(tmp["hnsw"]))
     with open(tmp["keys"], "wb") as fh:
@@ -212,12 +243,14 @@ def _save(folder: Path, emb: EmbeddingSet, index: VectorIndex, seconds: float) -
     for key in ("hnsw", "keys", "vectors"):
         os.replace(tmp[key], files[key])
     manifest = {"version": MANIFEST_VERSION, "set_id": emb.set_id, "set": emb.name,
-                "identity": comparable_identity(emb.identity), "count": index.state_.count,
+                "identity": comparable_identity(emb.identity), "catalog": index.state_.catalog,
+                "count": index.state_.count,
                 "fingerprint": str(index.state_.fingerprint), "generation": index.state_.generation,
                 "dim": emb.dim, "space": "ip", "M": HNSW_M, "ef_construction": HNSW_EF_CONSTRUCTION,
                 "ef_search": HNSW_EF_SEARCH, "seconds": round(seconds, 3), "built_at": time.time()}
     tmp["manifest"].write_text(json.dumps(manifest, indent=1))
     os.replace(tmp["manifest"], files["manifest"])
+    tag.rmdir()
 
 
 def build_hnsw(vectors: np.ndarray, keys: np.ndarray, threads: int = -1) -> Any:
@@ -241,32 +274,49 @@ def open_index(cat: Catalog, emb: EmbeddingSet, *, exact_threshold: int = EXACT_
     if state.count <= exact_threshold:
         keys, _, vectors = load_vectors(cat, emb)
         return VectorIndex(emb, keys, vectors, state, how="exact")
-    import hnswlib
 
     folder = index_dir(cat.path)
     files = _files(folder, emb)
     manifest = None if rebuild else read_manifest(cat.path, emb)
     usable = (manifest is not None and manifest.get("version") == MANIFEST_VERSION
               and manifest.get("identity") == comparable_identity(emb.identity)
+              and manifest.get("catalog") == state.catalog
+              and manifest["generation"] <= state.generation
               and all(files[k].exists() for k in ("hnsw", "keys", "vectors")))
     t0 = time.perf_counter()
     if usable:
         then = cat.query_rows(sql.state_up_to(emb.table, manifest["generation"]))[0]
         if (int(then[0]), str(int(then[1]))) == (manifest["count"], manifest["fingerprint"]):
-            index = hnswlib.Index(space="ip", dim=emb.dim)
-            index.load_index(str(files["hnsw"]), max_elements=max(state.count, manifest["count"]))
-            keys = np.load(files["keys"])
-            vectors = np.load(files["vectors"])
-            vi = VectorIndex(emb, keys, vectors, state, index, how="loaded")
-            if state.generation != manifest["generation"]:
-                _add_new(cat, vi, manifest["generation"])
-                vi.how_ = "updated"
-                _save(folder, emb, vi, time.perf_counter() - t0)
-            return vi
+            vi = _load(files, emb, state, manifest)
+            if vi is not None:
+                if state.generation != manifest["generation"]:
+                    _add_new(cat, vi, manifest["generation"])
+                    vi.how_ = "updated"
+                    _save(folder, emb, vi, time.perf_counter() - t0)
+                return vi
     keys, _, vectors = load_vectors(cat, emb)
     vi = VectorIndex(emb, keys, vectors, state, build_hnsw(vectors, keys), how="built")
     _save(folder, emb, vi, time.perf_counter() - t0)
     return vi
+
+
+def _load(files: dict[str, Path], emb: EmbeddingSet, state: SetState, manifest: dict[str, Any]
+          ) -> VectorIndex | None:
+    """The persisted index, or None when its files disagree with the manifest (read while
+    another process was replacing them): the caller rebuilds."""
+    import hnswlib
+
+    try:
+        with _SAVE_LOCK:
+            index = hnswlib.Index(space="ip", dim=emb.dim)
+            index.load_index(str(files["hnsw"]), max_elements=max(state.count, manifest["count"]))
+            keys = np.load(files["keys"])
+            vectors = np.load(files["vectors"])
+    except (OSError, RuntimeError, ValueError):
+        return None
+    if not (len(keys) == len(vectors) == index.get_current_count() == manifest["count"]):
+        return None
+    return VectorIndex(emb, keys, vectors, state, index, how="loaded")
 
 
 def _add_new(cat: Catalog, vi: VectorIndex, after_generation: int) -> None:

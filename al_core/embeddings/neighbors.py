@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 
 from al_core.db.catalog import Catalog
-from al_core.embeddings.index import VectorIndex, exact_search
+from al_core.embeddings.index import VectorIndex, exact_search, knn_all
 from al_core.embeddings.search import ids_for_keys
 
 #: Neighbours an outlier score averages over.
@@ -38,7 +38,7 @@ def knn(index: VectorIndex, k: int) -> tuple[np.ndarray, np.ndarray]:
                 rows[start + i] = top[i][keep][:k]
                 sims[start + i] = score[i][keep][:k]
         return rows, sims
-    labels, dists = index.hnsw_.knn_query(np.asarray(index.vectors_), k=k + 1)
+    labels, dists = knn_all(index, k + 1)
     rows = np.searchsorted(index.keys_, labels)
     # the vector itself moves last (it may be missing among ties: then the k+1-th goes)
     order = np.argsort(rows == np.arange(n)[:, None], axis=1, kind="stable")[:, :k]

@@ -62,14 +62,18 @@ def vectors_for_ids(table: str, frame_name: str) -> Query:
 
 def state(table: str) -> Query:
     """What an index records to tell whether it is stale: count, an order-free fingerprint of
-    the ids (xor of their hashes), and the newest write generation."""
-    return (f"SELECT count(*), coalesce(bit_xor(hash(sample_id)), 0)::UBIGINT, "
-            f"coalesce(max(generation), 0) FROM {quote_ident(table)}", [])
+    the (sample id, sample key) pairs (xor of their hashes), and the newest write generation."""
+    return (f"SELECT count(*), coalesce(bit_xor(hash(v.sample_id, s.sample_key)), 0)::UBIGINT, "
+            f"coalesce(max(v.generation), 0) FROM {quote_ident(table)} v JOIN samples s USING (sample_id)", [])
 
 
 def state_up_to(table: str, generation: int) -> Query:
-    return (f"SELECT count(*), coalesce(bit_xor(hash(sample_id)), 0)::UBIGINT FROM {quote_ident(table)} "
-            "WHERE generation <= ?", [int(generation)])
+    return (f"SELECT count(*), coalesce(bit_xor(hash(v.sample_id, s.sample_key)), 0)::UBIGINT "
+            f"FROM {quote_ident(table)} v JOIN samples s USING (sample_id) WHERE v.generation <= ?",
+            [int(generation)])
+
+
+CATALOG_UUID = "SELECT value FROM catalog_info WHERE key = 'catalog_uuid'"
 
 
 def missing_ids(table: str) -> Query:

@@ -43,6 +43,9 @@ class Job:
         return f"{elapsed:.0f} s, {rate:.0f}/s, about {(self.total - self.done) / max(rate, 1e-9):.0f} s left"
 
 
+_START_LOCK = threading.Lock()
+
+
 @st.cache_resource(show_spinner=False)
 def _registry() -> dict[str, Job]:
     return {}
@@ -56,11 +59,12 @@ def start(name: str, work: Callable[[Job], str]) -> Job:
     """Run ``work(job)`` in a thread (unless a job of that name is running); its return value is
     the final message. An :class:`AlExplorerError` ends it as failed with its message."""
     jobs = _registry()
-    current = jobs.get(name)
-    if current is not None and current.running:
-        return current
-    job = Job(name=name)
-    jobs[name] = job
+    with _START_LOCK:  # two sessions clicking at once start one job
+        current = jobs.get(name)
+        if current is not None and current.running:
+            return current
+        job = Job(name=name)
+        jobs[name] = job
 
     def run() -> None:
         try:
