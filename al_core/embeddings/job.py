@@ -156,7 +156,8 @@ def embed_catalog(cat: Catalog, spec: ModelSpec | LoadedModel, set_name: str | N
     name = set_name or default_set_name(lm.spec)
     identity = dict(lm.identity, decode=DECODE)
     paths = {k: str(Path(v).resolve()) for k, v in (("weights", lm.spec.weights),
-                                                     ("model_config", lm.spec.model_config)) if v}
+                                                     ("model_config", lm.spec.model_config),
+                                                     ("cache_dir", lm.spec.cache_dir)) if v}
     if paths:
         identity["paths"] = paths
     emb: EmbeddingSet = ensure_set(cat, name, lm.spec.describe(), lm.dim, identity, lm.has_text)

@@ -232,8 +232,9 @@ def spec_from_identity(identity: dict[str, Any], weights: Path | None = None,
     paths = identity.get("paths", {})
     weights = weights or (Path(paths["weights"]) if paths.get("weights") else None)
     model_config = model_config or (Path(paths["model_config"]) if paths.get("model_config") else None)
+    cache_dir = Path(paths["cache_dir"]) if paths.get("cache_dir") else None
     spec = ModelSpec(arch=identity["arch"], pretrained=None if weights else identity.get("pretrained"),
-                     weights=weights, model_config=model_config)
+                     weights=weights, model_config=model_config, cache_dir=cache_dir)
     if weights is not None:
         if not Path(weights).is_file():
             raise ModelLoadError(f"the set's weights file {weights} is gone; pass it again")

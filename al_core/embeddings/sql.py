@@ -82,6 +82,10 @@ def missing_ids(table: str) -> Query:
             "USING (sample_id) ORDER BY s.sample_key", [])
 
 
+def count_missing(table: str) -> Query:
+    return (f"SELECT count(*) FROM samples s ANTI JOIN {quote_ident(table)} v USING (sample_id)", [])
+
+
 def count_vectors(table: str) -> Query:
     return f"SELECT count(*) FROM {quote_ident(table)}", []
 

@@ -61,7 +61,7 @@ def state_key(cat: Catalog, emb: EmbeddingSet) -> str:
     return fingerprint(SetState.of(cat, emb))
 
 
-@st.cache_resource(show_spinner="Opening the vector index…", max_entries=4)
+@st.cache_resource(show_spinner="Opening the vector index…", max_entries=2)
 def _index(path: str, set_id: int, state: str) -> VectorIndex:
     del state  # part of the cache key: a changed set gets a fresh (updated) index
     cat = _open_catalog(path)
@@ -103,7 +103,7 @@ def near_duplicates(cat: Catalog, emb: EmbeddingSet, threshold: float) -> pd.Dat
 
 
 def missing_count(cat: Catalog, emb: EmbeddingSet) -> int:
-    return len(cat.query_rows(embeddings.sql.missing_ids(emb.table)))
+    return int(cat.scalar(embeddings.sql.count_missing(emb.table)))
 
 
 def _embed_work(path: str, spec: ModelSpec, set_name: str | None) -> Callable[[jobs.Job], str]:
