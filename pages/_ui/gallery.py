@@ -24,6 +24,7 @@ GALLERY_COLUMNS = 6
 #: Every card is this tall (px) and its thumbnail area this tall: a regular grid whatever the
 #: image's shape or the caption's length (a long caption scrolls inside its card).
 CARD_HEIGHT = 430  # room for a 160 px thumbnail, the select tick, the button, a four-line caption
+LINK_ROW = 36  # the "Similar" link's row, on cards of a catalog with an embedding set
 THUMB_AREA = 172
 #: The URL key of the gallery's page number (one gallery is on screen at a time).
 URL_PAGE = "page"
@@ -46,22 +47,21 @@ SIMILARITY_PAGE = "pages/similarity.py"
 def _card(row: dict[str, Any], index: int, thumbs: Path, meta: list[str], key: str, flt: Filter,
           note: str | None = None, similar: bool = False) -> None:
     sample_id = str(row["sample_id"])
-    with st.container(height=CARD_HEIGHT, border=True):
+    with st.container(height=CARD_HEIGHT + (LINK_ROW if similar else 0), border=True):
         path = thumbnail(row["uri"], row.get("content_hash"), thumbs)
         with st.container(height=THUMB_AREA, border=False):
             if path:
                 st.image(str(path), width="content")
             else:
                 st.markdown("*(no preview)*")
-        cols = st.columns([1, 3, 3] if similar else [1, 4], vertical_alignment="center", gap="small")
-        tick, enlarge = cols[0], cols[1]
+        tick, enlarge = st.columns([1, 4], vertical_alignment="center", gap="small")
         with tick:
             selection.checkbox(key, sample_id, flt)
         enlarge.button("Enlarge", key=f"{key}_open:{sample_id}", on_click=open_sample,  # above the
                        args=(sample_id, index, key), width="stretch")  # caption: a long caption scrolls, the button stays
         if similar:
-            cols[2].page_link(SIMILARITY_PAGE, label="Similar", query_params={"like": sample_id},
-                           help="Find samples that look like this one", width="stretch")
+            st.page_link(SIMILARITY_PAGE, label="Similar", icon=":material/image_search:",
+                         query_params={"like": sample_id}, help="Find samples that look like this one")
         label = row["label"] if not pd.isna(row["label"]) else None
         parts = [plain(row["sample_id"]), plain(label) if label is not None else "unlabeled"]
         if note:
