@@ -20,6 +20,8 @@ from pages._ui.sidebar import sidebar_filter
 
 #: Points drawn at most; a larger view is drawn from a fixed random sample (selection maps to ids).
 MAX_POINTS = 150_000
+#: The pool (most points) in a quiet gray, right and wrong in green and red.
+FIXED_COLORS = {"(unlabeled)": "#c9c9c9", "unlabeled": "#c9c9c9", "correct": "#2ca02c", "wrong": "#d62728"}
 BUILT_IN_COLORS = {"label": "ground truth", "pred_label": "prediction", "correct": "correct / wrong",
                    "confidence": "confidence"}
 
@@ -45,6 +47,9 @@ def _method(cat, emb: EmbeddingSet) -> str:
     if map_status(cat, emb, "pca") != "current":
         compute_map(cat, emb, "pca")
     options = ["UMAP", "PCA"] if umap_state != "missing" else ["PCA"]
+    if len(options) > st.session_state.get("_map_options", len(options)):
+        st.session_state["map_method"] = "UMAP"  # a UMAP just finished: show it
+    st.session_state["_map_options"] = len(options)
     if st.session_state.get("map_method") not in options:
         wanted = (url.get("method") or "").upper()
         st.session_state["map_method"] = wanted if wanted in options else options[0]
@@ -82,6 +87,8 @@ def _figure(points, color: str):
     if col == "correct":
         frame["correct"] = frame["correct"].map({True: "correct", False: "wrong"}).fillna("unlabeled")
     fig = px.scatter(frame, x="x", y="y", color=col, custom_data=["sample_id"], render_mode="webgl",
+                     color_discrete_map=FIXED_COLORS, color_continuous_scale="Viridis",
+                     color_discrete_sequence=px.colors.qualitative.Dark24,
                      hover_data={"sample": True, "label": True, "x": False, "y": False},
                      labels={col: BUILT_IN_COLORS.get(color, color)}, height=620)
     fig.update_traces(marker={"size": 4, "opacity": 0.75})

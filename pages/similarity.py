@@ -9,7 +9,7 @@ from dataclasses import replace
 import streamlit as st
 
 from al_core.embeddings import EmbeddingSet
-from al_core.embeddings.search import UNLIKE_WEIGHT, similar
+from al_core.embeddings.search import UNLIKE_WEIGHT, labels, similar
 from al_core.embeddings.uploads import MAX_UPLOAD_BYTES, decode_upload
 from al_core.errors import AlExplorerError
 from al_core.view.filters import Filter
@@ -152,7 +152,8 @@ def _search(cat, emb: EmbeddingSet, flt: Filter) -> None:
 
 
 def _pairs_view(cat, emb: EmbeddingSet, flt: Filter) -> None:
-    threshold = st.slider("Near duplicates from cosine similarity", 0.80, 1.0, 0.97, 0.005, key="sim_dup_t")
+    threshold = st.slider("Near duplicates from cosine similarity", 0.80, 1.0, 0.99, 0.001, key="sim_dup_t",
+                          format="%.3f")
     pairs = near_duplicates(cat, emb, threshold)
     passing = passing_ids(cat, flt)
     if passing is not None:  # a pair shows when either side passes the filter
@@ -161,7 +162,11 @@ def _pairs_view(cat, emb: EmbeddingSet, flt: Filter) -> None:
                "gallery holds the samples of the 1,000 most similar, within the sidebar filter.")
     if pairs.empty:
         return
-    st.dataframe(pairs.head(1000), hide_index=True, key="sim_pairs_table", height=240)
+    label_of = labels(cat).set_index("sample_id")["label"]
+    table = pairs.head(1000).assign(label_a=lambda f: f["sample_a"].map(label_of),
+                                    label_b=lambda f: f["sample_b"].map(label_of))
+    st.dataframe(table[["sample_a", "label_a", "sample_b", "label_b", "similarity"]], hide_index=True,
+                 key="sim_pairs_table", height=240)
     ids = tuple(dict.fromkeys(pairs[["sample_a", "sample_b"]].head(1000).to_numpy().ravel()))
     gallery(cat, replace(flt, ids=ids), flt.run, key="sim_dups", url_page="sim_page",
             listed="pairs, most similar first")

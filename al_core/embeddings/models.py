@@ -3,11 +3,14 @@ a model's full identity, and one clear message when its weights cannot be had.""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import os
+import socket
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -96,6 +99,38 @@ def _missing_weights_message(spec: ModelSpec, reason: str) -> str:
             f"--weights FILE (in the app: the weights file box), e.g. `al-explorer embed --model "
             f"{spec.arch} --weights /path/to/open_clip_pytorch_model.bin`; or point --cache-dir at "
             "a cache that already holds it.")
+
+
+#: Where pretrained tags download from; probed once (a few seconds at most) before a download.
+HUB_HOST = ("huggingface.co", 443)
+
+
+@contextlib.contextmanager
+def _offline_unless_reachable(downloading: bool) -> Iterator[None]:
+    """With the hub unreachable, look in the cache only (huggingface_hub's offline mode): the
+    missing-weights message comes at once instead of after a minute of retries."""
+    if not downloading:
+        yield
+        return
+    try:
+        socket.create_connection(HUB_HOST, timeout=3).close()
+        reachable = True
+    except OSError:
+        reachable = False
+    if reachable:
+        yield
+        return
+    import huggingface_hub.constants as hf_constants
+
+    quiet = logging.getLogger("huggingface_hub")
+    before, level = hf_constants.HF_HUB_OFFLINE, quiet.level
+    hf_constants.HF_HUB_OFFLINE = True
+    quiet.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        hf_constants.HF_HUB_OFFLINE = before
+        quiet.setLevel(level)
 
 
 @dataclass
@@ -192,9 +227,10 @@ def load_model(spec: ModelSpec, device: str = "auto") -> LoadedModel:
                                  f"{', '.join(tags) or 'none (pass --weights FILE)'}")
         pretrained = spec.pretrained
     try:
-        model, _, preprocess = open_clip.create_model_and_transforms(
-            spec.arch, pretrained=pretrained, device="cpu",
-            cache_dir=str(spec.cache_dir) if spec.cache_dir else None)
+        with _offline_unless_reachable(bool(spec.pretrained)):
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                spec.arch, pretrained=pretrained, device="cpu",
+                cache_dir=str(spec.cache_dir) if spec.cache_dir else None)
     except RuntimeError as err:
         if spec.pretrained and ("download" in str(err).lower() or "connect" in str(err).lower()
                                 or "offline" in str(err).lower()):
