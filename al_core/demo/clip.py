@@ -13,6 +13,8 @@ from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 from torch import nn
 from tqdm import tqdm
 
+from al_core.demo.model import flipped_batches
+
 #: The architecture name: ``open_clip.add_model_config`` registers a config file under its stem.
 ARCH = "al-demo-clip"
 IMAGE_SIZE = 64
@@ -101,13 +103,8 @@ def train(images: np.ndarray, captions: Sequence[str], *, seed: int, epochs: int
     model.train()
     bar = tqdm(range(epochs), desc="training demo CLIP", unit="epoch", disable=not progress)
     for _ in bar:
-        order = torch.randperm(len(x_all), generator=gen)
         total = 0.0
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
-            x = x_all[idx]
-            flip = torch.rand(len(idx), generator=gen) < 0.5
-            x = torch.where(flip[:, None, None, None], x.flip(3), x)
+        for idx, x in flipped_batches(x_all, batch_size, gen):
             img = nn.functional.normalize(model.encode_image(x), dim=-1)  # (b, d)
             txt = nn.functional.normalize(model.encode_text(tokens), dim=-1)  # (c, d)
             logits = model.logit_scale.exp().clamp(max=100) * img @ txt.T  # (b, c)
@@ -122,7 +119,7 @@ def train(images: np.ndarray, captions: Sequence[str], *, seed: int, epochs: int
             opt.step()
             sched.step()
             total += float(loss.detach()) * len(idx)
-        bar.set_postfix(loss=f"{total / len(order):.3f}")
+        bar.set_postfix(loss=f"{total / len(x_all):.3f}")
     model.eval()
     return model
 

@@ -45,6 +45,18 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
 
 
+def flipped_batches(x_all: torch.Tensor, batch_size: int, gen: torch.Generator
+                    ) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """One epoch of ``(indices, images)`` batches of ``x_all`` ``(n, 3, H, W)`` in a random order,
+    each image flipped left-right with probability 1/2 (deterministic for ``gen``)."""
+    order = torch.randperm(len(x_all), generator=gen)
+    for start in range(0, len(order), batch_size):
+        idx = order[start:start + batch_size]
+        x = x_all[idx]
+        flip = torch.rand(len(idx), generator=gen) < 0.5
+        yield idx, torch.where(flip[:, None, None, None], x.flip(3), x)
+
+
 def train(images: np.ndarray, labels: np.ndarray, n_classes: int, *, seed: int, epochs: int = 12,
           batch_size: int = 64, progress: bool = True) -> SmallCNN:
     """Train on ``images`` ``(n, 64, 64, 3)`` with integer ``labels`` ``(n,)``; deterministic per seed."""
@@ -58,20 +70,15 @@ def train(images: np.ndarray, labels: np.ndarray, n_classes: int, *, seed: int, 
     model.train()
     bar = tqdm(range(epochs), desc="training baseline CNN", unit="epoch", disable=not progress)
     for _ in bar:
-        order = torch.randperm(len(x_all), generator=gen)
         total = 0.0
-        for start in range(0, len(order), batch_size):
-            idx = order[start:start + batch_size]
-            x = x_all[idx]
-            flip = torch.rand(len(idx), generator=gen) < 0.5
-            x = torch.where(flip[:, None, None, None], x.flip(3), x)
+        for idx, x in flipped_batches(x_all, batch_size, gen):
             loss = nn.functional.cross_entropy(model(x), y_all[idx])
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
             total += float(loss.detach()) * len(idx)
-        bar.set_postfix(loss=f"{total / len(order):.3f}")
+        bar.set_postfix(loss=f"{total / len(x_all):.3f}")
     model.eval()
     return model
 

@@ -11,7 +11,7 @@ import os
 import socket
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -146,7 +146,6 @@ class LoadedModel:
     image_size: int
     device: str = "cpu"
     dtype: Any = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def has_text(self) -> bool:

@@ -4,7 +4,6 @@ any sidebar filter; answers as sample ids with cosine scores."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -140,13 +139,6 @@ def similar(cat: Catalog, emb: EmbeddingSet, *, like: Sequence[str] = (), unlike
     index = index or open_index(cat, emb)
     keys, scores = index.search(q, k, allowed_keys(cat, flt), exclude)
     return pd.DataFrame({"sample_id": ids_for_keys(cat, keys), "score": np.round(scores.astype(float), 6)})
-
-
-def describe_query(like: Sequence[str], unlike: Sequence[str], text: str | None, image: Any) -> str:
-    if like:
-        return f"like {', '.join(like[:3])}{' …' if len(like) > 3 else ''}" + (
-            f", unlike {', '.join(unlike[:3])}" if unlike else "")
-    return f"text {text!r}" if text is not None else "an uploaded image"
 
 
 def labels(cat: Catalog) -> pd.DataFrame:

@@ -90,11 +90,6 @@ def count_vectors(table: str) -> Query:
     return f"SELECT count(*) FROM {quote_ident(table)}", []
 
 
-def ids_in_set(table: str, frame_name: str) -> Query:
-    return (f"SELECT f.sample_id FROM {quote_ident(frame_name)} f SEMI JOIN {quote_ident(table)} v "
-            "USING (sample_id)", [])
-
-
 def delete_map(set_id: int, method: str) -> list[Query]:
     return [("DELETE FROM embedding_maps WHERE set_id = ? AND method = ?", [set_id, method]),
             ("DELETE FROM embedding_map_runs WHERE set_id = ? AND method = ?", [set_id, method])]
