@@ -264,6 +264,29 @@ def test_top2_ties_count_against(tmp_path: Path) -> None:
         assert ev.top2_accuracy == pytest.approx(hits[keep].mean(), abs=1e-12)
 
 
+def test_migration_7_fills_the_third_probability_of_stored_predictions(tmp_path: Path) -> None:
+    """A v6 catalog's predictions get their third-highest probability; top-2 then agrees with
+    the rule (ties against) as for a run imported after the upgrade."""
+    path = tmp_path / "v6.duckdb"
+    old = Catalog(path)
+    old.migrate(target=6)
+    vectors = [*TIED, [0.7, 0.3]]
+    with old.transaction("v6 predictions") as cur:
+        cur.execute("INSERT INTO model_runs VALUES (1, 'old', ?, true, now()::TIMESTAMP, NULL, NULL)", [ABC])
+        for i, probs in enumerate(vectors):
+            cur.execute("INSERT INTO samples (sample_id, uri, split, ingested_at, label) VALUES "
+                        "(?, ?, 'test', now()::TIMESTAMP, ?)", [f"s{i}", f"/x/{i}.png", ABC[i % 3]])
+            cur.execute("INSERT INTO predictions SELECT 1, sample_key, ?, ?, ? FROM samples WHERE sample_id = ?",
+                        [ABC[int(np.argmax(probs))], max(probs), probs, f"s{i}"])
+    old.close()
+    with Catalog.open(path) as cat:
+        got = dict(cat.query_rows("SELECT s.sample_id, p.third_prob FROM predictions p JOIN samples s "
+                                  "USING (sample_key)"))
+    for i, probs in enumerate(vectors):
+        expected = sorted(probs, reverse=True)[2] if len(probs) >= 3 else None
+        assert got[f"s{i}"] == (None if expected is None else pytest.approx(expected)), probs
+
+
 # ------------------------------------------------------------------------- calibration by hand
 def test_reliability_by_hand() -> None:
     conf = np.array([0.0, 1 / 15, 0.1, 2 / 15 - 1e-12, 2 / 15, 0.5, 14 / 15, 1.0])

@@ -114,6 +114,12 @@ def _v6_vector_generations(cur: Any) -> None:
         cur.execute(f"ALTER TABLE {quote_ident(table)} ADD COLUMN generation BIGINT DEFAULT 0")
 
 
+#: The third-highest element of ``probs`` (ties counted: [0.4, 0.4, 0.2] gives 0.2; NULL for a
+#: vector shorter than three). A prediction's truth is among its two most probable classes (a tie
+#: counting against) exactly when the truth's probability is above it.
+THIRD_PROB = "list_sort(probs, 'DESC', 'NULLS LAST')[3]"
+
+
 MIGRATIONS: list[tuple[int, str, list[Any]]] = [
     (
         1,
@@ -292,6 +298,16 @@ MIGRATIONS: list[tuple[int, str, list[Any]]] = [
                 seconds DOUBLE,
                 created_at TIMESTAMP NOT NULL,
                 PRIMARY KEY (set_id, method))""",
+        ],
+    ),
+    (
+        7,
+        "diagnostics: each prediction's third-highest probability (top-2 accuracy without a pass over the vector)",
+        [
+            # a run's truth is among its two most probable classes exactly when its probability
+            # is above the third highest; kept beside the vector by the one write path
+            "ALTER TABLE predictions ADD COLUMN third_prob FLOAT",
+            f"UPDATE predictions SET third_prob = {THIRD_PROB}",
         ],
     ),
 ]

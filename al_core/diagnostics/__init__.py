@@ -129,7 +129,8 @@ def _empty(info: _Run, flt: Filter) -> DiagnosticsError:
 
 
 def _class_order(run_classes: list[str], truths: list[str]) -> list[str]:
-    extra = sorted({t for t in truths if t not in set(run_classes)})
+    known = set(run_classes)
+    extra = sorted({t for t in truths if t not in known})
     return [*run_classes, *extra]
 
 

@@ -58,7 +58,7 @@ def confusion_cells(flt: Any, fields: dict[str, str], run: RunRef, classes: Sequ
     params: list[Any] = []
     if with_probs:
         cols.append(f"(p.probs IS NULL OR len(p.probs) <> ? OR {NAN_SUM}) AS bad_probs")
-        cols.append("p.probs AS probs")
+        cols.append("p.probs AS probs, p.third_prob AS third")
         params += [len(classes)]
     text, view_params = eval_set(flt, fields, run, ", ".join(cols))
     aggs = ["count(*) AS n", "count(*) FILTER (WHERE bad_conf) AS bad_conf",
@@ -68,7 +68,7 @@ def confusion_cells(flt: Any, fields: dict[str, str], run: RunRef, classes: Sequ
     if with_probs:
         aggs += ["sum(-ln(greatest(least(pt, ?), ?))) AS ll_sum",
                  "count(pt) AS ll_n",
-                 "count(*) FILTER (WHERE list_dot_product(ge, ge) <= 2) AS top2",
+                 "count(*) FILTER (WHERE third IS NULL OR pt > third) AS top2",
                  "count(*) FILTER (WHERE bad_probs) AS bad_probs"]
         extra += [1.0 - EPS32, EPS32]
         source, source_params = _with_truth_prob(classes)
@@ -79,19 +79,18 @@ def confusion_cells(flt: Any, fields: dict[str, str], run: RunRef, classes: Sequ
 
 def _with_truth_prob(classes: Sequence[str]) -> Query:
     """``v`` (with ``truth`` and ``probs``) plus ``pt``, the truth's probability (NULL where the
-    truth is not one of ``classes``), and ``ge``, 1.0 for each probability >= ``pt`` and 0.0 for
-    the others (a comparison that is NULL too: NULL element or NULL ``pt``).
+    truth is not one of ``classes``).
 
-    Top-2 is ``list_dot_product(ge, ge) <= 2``: that dot product counts the probabilities >= the
-    truth's (itself included: a tie counts against), exactly as ``len(list_filter(probs, lambda
-    x: x >= pt))`` does (NULL for a NULL vector), at about half the cost: list_filter copies the
-    kept elements into a new list. The truth's index comes from a join with the run's classes
-    (the first of a repeated name, as list_position), cheaper than searching the list per row.
+    Top-2 is ``third IS NULL OR pt > third`` with ``third`` the vector's third-highest element,
+    stored at import (:data:`~al_core.db.sql.THIRD_PROB`): the truth is among the two most
+    probable classes, a tie counting against, exactly when fewer than three probabilities are at
+    or above its own. No pass over the vector: at 100 classes a per-row comparison list took
+    half the query. The truth's index comes from a join with the run's classes (the first of a
+    repeated name, as list_position), cheaper than searching the list per row.
     """
-    return ("(SELECT *, list_transform(probs, lambda x: ((x >= pt) IS TRUE)::FLOAT) AS ge FROM "
-            "(SELECT v.*, list_extract(v.probs, ci.i)::DOUBLE AS pt FROM v LEFT JOIN "
+    return ("(SELECT v.*, list_extract(v.probs, ci.i)::DOUBLE AS pt FROM v LEFT JOIN "
             "(SELECT c, min(i) AS i FROM (SELECT unnest(?::VARCHAR[]) AS c, "
-            "generate_subscripts(?::VARCHAR[], 1) AS i) GROUP BY c) ci ON ci.c = v.truth))",
+            "generate_subscripts(?::VARCHAR[], 1) AS i) GROUP BY c) ci ON ci.c = v.truth)",
             [list(classes), list(classes)])
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from al_core.db.sql import Query, quote_ident
+from al_core.db.sql import THIRD_PROB, Query, quote_ident
 from al_core.quality import sql as quality_sql
 
 STAGE_ROW = "__row__"
@@ -480,8 +480,8 @@ def finalize_prob_predictions(classes: Sequence[str]) -> Query:
     return (
         "CREATE OR REPLACE TEMP TABLE pred_final AS SELECT s.sample_key, "
         "list_extract(?::VARCHAR[], list_position(probs, list_max(probs))) AS pred_label, "
-        "list_max(probs)::FLOAT AS confidence, probs::FLOAT[] AS probs "
-        "FROM pred JOIN samples s USING (sample_id)",
+        "list_max(probs)::FLOAT AS confidence, probs::FLOAT[] AS probs, "
+        f"({THIRD_PROB})::FLOAT AS third_prob FROM pred JOIN samples s USING (sample_id)",
         [list(classes)],
     )
 
@@ -521,7 +521,7 @@ def bad_top1_rows(classes: Sequence[str], has_confidence: bool, limit: int = 20)
 
 FINALIZE_TOP1 = (
     "CREATE OR REPLACE TEMP TABLE pred_final AS SELECT s.sample_key, pred.pred_label, "
-    "coalesce(pred.confidence, 1.0)::FLOAT AS confidence, NULL::FLOAT[] AS probs "
+    "coalesce(pred.confidence, 1.0)::FLOAT AS confidence, NULL::FLOAT[] AS probs, NULL::FLOAT AS third_prob "
     "FROM pred JOIN samples s USING (sample_id)"
 )
 
@@ -541,9 +541,10 @@ def count_changed_predictions(run_id: int) -> Query:
 
 def upsert_predictions(run_id: int) -> Query:
     return (
-        "INSERT INTO predictions SELECT ?, sample_key, pred_label, confidence, probs FROM pred_final "
+        "INSERT INTO predictions (run_id, sample_key, pred_label, confidence, probs, third_prob) "
+        "SELECT ?, sample_key, pred_label, confidence, probs, third_prob FROM pred_final "
         "ON CONFLICT (run_id, sample_key) DO UPDATE SET pred_label = excluded.pred_label, "
-        "confidence = excluded.confidence, probs = excluded.probs",
+        "confidence = excluded.confidence, probs = excluded.probs, third_prob = excluded.third_prob",
         [run_id],
     )
 
