@@ -365,3 +365,22 @@ def test_migration_6_upgrades_a_catalog_with_an_embedding_set(tmp_path: Path) ->
         assert SetState.of(cat, emb).generation == 1 and SetState.of(cat, emb).catalog
         found = search.similar(cat, emb, like=["a"], k=2)
         assert found["sample_id"].tolist() == ["c", "b"]
+
+
+@pytest.mark.slow
+def test_a_umap_map_is_stored_reused_and_goes_stale(catalog: Catalog) -> None:
+    """UMAP through the job's own function: stored per sample, the same seed gives the same map,
+    and a replaced vector makes the stored map stale."""
+    from al_core.embeddings import maps
+
+    ids, vectors = _synthetic_set(catalog, 120, dim=16, seed=3)
+    emb = embeddings.get_set(catalog, "syn")
+    assert maps.map_status(catalog, emb, "umap") == "missing"
+    run = maps.compute_map(catalog, emb, "umap", seed=1)
+    assert run["n"] == 120 and maps.map_status(catalog, emb, "umap") == "current"
+    points = maps.map_points(catalog, emb, "umap").set_index("sample_id").loc[ids]
+    assert np.isfinite(points[["x", "y"]].to_numpy()).all()
+    again = maps.umap_2d(embeddings.load_vectors(catalog, emb)[2], seed=1)
+    np.testing.assert_allclose(again, points[["x", "y"]].to_numpy(), atol=1e-4)  # seeded: reproducible
+    embeddings.store_embeddings(catalog, "syn", "synthetic", ids[:1], vectors[1:2])
+    assert maps.map_status(catalog, emb, "umap") == "stale"

@@ -23,6 +23,8 @@ METHODS = ("pca", "umap")
 UMAP_NEIGHBORS = 15
 UMAP_MIN_DIST = 0.1
 UMAP_SEEDED_MAX = 20_000
+#: Rows of the warm-up's parallel fit: above umap-learn's 4,096-point switch to pynndescent.
+UMAP_WARM_ROWS = 5_000
 
 _WARM = threading.Event()
 
@@ -50,18 +52,20 @@ def pca_2d(vectors: np.ndarray) -> np.ndarray:
     return ((x - mean.astype(np.float32)) @ comps.astype(np.float32)).astype(np.float32)
 
 
-def umap_2d(vectors: np.ndarray, seed: int = 0, progress: Callable[[str], None] | None = None) -> np.ndarray:
+def umap_2d(vectors: np.ndarray, seed: int = 0, progress: Callable[[str], None] | None = None,
+            parallel: bool | None = None) -> np.ndarray:
     """UMAP ``(n, 2)`` of ``vectors`` ``(n, d)`` (cosine metric, PCA init).
 
     Up to :data:`UMAP_SEEDED_MAX` points it is reproducible (seeded, one thread); above, it runs
-    on every core with fewer epochs (umap-learn's seeding forces a single thread).
+    on every core with fewer epochs (umap-learn's seeding forces a single thread). ``parallel``
+    forces one path or the other (the warm-up compiles both).
     """
     import umap
 
     n = len(vectors)
     if n < 4:
         return pca_2d(vectors)
-    seeded = n <= UMAP_SEEDED_MAX
+    seeded = n <= UMAP_SEEDED_MAX if parallel is None else not parallel
     epochs = 200 if seeded else 100
     reducer = umap.UMAP(n_components=2, n_neighbors=min(UMAP_NEIGHBORS, n - 1), min_dist=UMAP_MIN_DIST,
                         metric="cosine", init="pca", n_epochs=epochs, random_state=seed if seeded else None,
@@ -72,11 +76,16 @@ def umap_2d(vectors: np.ndarray, seed: int = 0, progress: Callable[[str], None] 
 
 
 def warm_up_umap() -> None:
-    """Pay numba's one-time compile on a tiny fit (call it in a background thread at start)."""
+    """Pay numba's one-time compile on small fits (call it in a background thread at start): the
+    seeded single-thread path, and the parallel path with pynndescent's neighbour search, which
+    compile different functions (a first 100k map paid over 20 s of compiling when only a tiny
+    seeded fit had been warmed)."""
     if _WARM.is_set():
         return
     rng = np.random.default_rng(0)
-    umap_2d(rng.normal(size=(300, 8)).astype(np.float32))
+    umap_2d(rng.normal(size=(300, 8)).astype(np.float32), parallel=False)
+    # above 4,096 points umap-learn finds neighbours with pynndescent (below, exactly): compile it
+    umap_2d(rng.normal(size=(UMAP_WARM_ROWS, 8)).astype(np.float32), parallel=True)
     _WARM.set()
 
 
