@@ -20,6 +20,9 @@ import numpy as np
 
 #: Probabilities are clipped to this before a logarithm (0 · log 0 is taken as 0).
 LOG_EPS = 1e-12
+#: TypiClust's cluster cap (as in its authors' code): a large labeled set would otherwise ask
+#: k-means for thousands of clusters.
+TYPICLUST_MAX_CLUSTERS = 500
 
 
 # ------------------------------------------------------------------------------------ checks
@@ -181,7 +184,7 @@ def hybrid(scores: np.ndarray, vectors: np.ndarray, budget: int, rng: np.random.
 def typiclust(vectors: np.ndarray, budget: int, rng: np.random.Generator,
               labeled: np.ndarray | None = None, neighbors: int = 20) -> np.ndarray:
     """TypiClust (Hacohen et al. 2022) for cold starts: cluster pool + labeled rows into
-    ``len(labeled) + budget`` clusters (k-means), then, largest cluster first among those holding
+    ``min(len(labeled) + budget, TYPICLUST_MAX_CLUSTERS)`` clusters (k-means), then, largest cluster first among those holding
     no labeled row, pick its most typical row: typicality = 1 / mean distance to its
     ``min(neighbors, size − 1)`` nearest rows in the cluster. Clusters are re-used (largest
     uncovered first, then largest) if there are fewer uncovered clusters than the budget."""
@@ -193,9 +196,9 @@ def typiclust(vectors: np.ndarray, budget: int, rng: np.random.Generator,
     if b == 0:
         return np.empty(0, np.int64)
     both = np.vstack([v, lab])
-    k = min(len(both), len(lab) + b)
+    k = min(len(both), len(lab) + b, TYPICLUST_MAX_CLUSTERS)
     seed = int(_rng(rng).integers(2**31 - 1))
-    model = (KMeans(k, n_init=1, random_state=seed) if len(both) <= 50_000
+    model = (KMeans(k, n_init=1, random_state=seed) if len(both) <= 20_000
              else MiniBatchKMeans(k, n_init=1, random_state=seed, batch_size=4096))
     assign = model.fit_predict(both)
     pool_assign, covered = assign[: len(v)], set(assign[len(v):].tolist())
