@@ -20,6 +20,10 @@ from al_core.db.catalog import ENV_CATALOG, Catalog, resolve_catalog_path
 from al_core.embeddings.models import DEFAULT_ARCH, DEFAULT_PRETRAINED
 from al_core.embeddings.search import UNLIKE_WEIGHT
 from al_core.errors import AlExplorerError, CatalogError
+from al_core.export.formats import WRITERS
+from al_core.strategies.recipes import NAMES as STRATEGY_NAMES
+
+EXPORT_FORMATS = tuple(WRITERS)
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8501
@@ -173,6 +177,34 @@ def build_parser() -> argparse.ArgumentParser:
     similar.add_argument("--split", help="only samples of this split")
     similar.add_argument("--unlabeled", action="store_true", help="only unlabeled samples")
     similar.add_argument("--json", action="store_true", help='print [{"sample_id", "score"}, ...]')
+
+    export = sub.add_parser(
+        "export", help="pick the next labeling batch with a strategy or recipe and write it for a provider",
+        description="Create a batch (recorded in the catalog) and write it: --out is the main file; "
+                    "companions go beside it with the same stem (Label Studio's .config.xml, "
+                    "Labelbox's .predictions.ndjson). --batch-id re-exports a recorded batch.")
+    _add_catalog(export)
+    how = export.add_mutually_exclusive_group(required=True)
+    how.add_argument("--strategy", choices=STRATEGY_NAMES, metavar="NAME",
+                     help=f"one strategy for the whole budget: {', '.join(STRATEGY_NAMES)}")
+    how.add_argument("--recipe", metavar="FILE.toml", help="a recipe: parts with shares and parameters")
+    how.add_argument("--draft", action="store_true", help="the hand-picked next batch (the app's cart)")
+    how.add_argument("--batch-id", type=int, metavar="ID", help="re-export a recorded batch")
+    export.add_argument("--budget", type=int, help="how many samples to pick")
+    export.add_argument("--run", metavar="NAME", help="model run (default: the newest)")
+    export.add_argument("--set", metavar="NAME", help="embedding set (diversity, seeded, de-duplication)")
+    export.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    export.add_argument("--format", required=True, choices=EXPORT_FORMATS)
+    export.add_argument("--out", required=True, metavar="PATH", help="main output file")
+    export.add_argument("--image-prefix", metavar="URL",
+                        help="images as URL + their path below the imported folder (or file:// for "
+                             "file URIs); default: absolute paths")
+
+    batches = sub.add_parser("batches", help="list exported batches, or mark one sent/labeled/cancelled")
+    _add_catalog(batches)
+    batches.add_argument("--json", action="store_true", help="print a JSON list")
+    batches.add_argument("--mark", nargs=2, metavar=("ID", "STATUS"),
+                         help="set a batch's status: sent, labeled or cancelled (frees its samples)")
 
     serve = sub.add_parser("serve", help="serve the app on an existing catalog")
     _add_catalog(serve)
@@ -553,6 +585,61 @@ def cmd_similar(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_export(args: argparse.Namespace) -> int:
+    from al_core import export, view
+    from al_core.strategies.recipes import Recipe, select_batch
+
+    path = existing_catalog(args.catalog)
+    out = Path(args.out)
+    with Catalog.open(path) as cat:
+        if args.batch_id is not None:
+            batch = export.get_batch(cat, args.batch_id)
+        else:
+            if args.budget is None:
+                raise CatalogError("--budget N is needed to pick a new batch (or --batch-id to re-export)")
+            if args.recipe:
+                recipe_path = Path(args.recipe)
+                if not recipe_path.is_file():
+                    raise CatalogError(f"--recipe {recipe_path}: no such file")
+                recipe = Recipe.from_toml(recipe_path.read_text(encoding="utf-8"), str(recipe_path))
+            else:
+                recipe = Recipe.single("draft" if args.draft else args.strategy)
+            runs = view.list_runs(cat)
+            if args.run is not None and args.run not in runs:
+                raise CatalogError(f"no model run {args.run!r}; runs: {', '.join(runs) or 'none'}")
+            run = runs[args.run][0] if args.run else (next(iter(runs.values()))[0] if runs else None)
+            picked = select_batch(cat, recipe, args.budget, run=run, set_name=args.set, seed=args.seed)
+            batch_id = export.create_batch(cat, picked, recipe=recipe, budget=args.budget, seed=args.seed,
+                                           run=run, set_name=args.set, fmt=args.format,
+                                           image_prefix=args.image_prefix)
+            batch = export.get_batch(cat, batch_id)
+        written = export.write(batch, args.format, out, args.image_prefix)
+    print(f"batch {batch.batch_id}: {len(batch.items)} samples ({batch.strategy}) -> "
+          + ", ".join(str(p) for p in written))
+    return 0
+
+
+def cmd_batches(args: argparse.Namespace) -> int:
+    from al_core import export
+
+    path = existing_catalog(args.catalog)
+    with Catalog.open(path, read_only=args.mark is None) as cat:
+        if args.mark:
+            batch_id, status = args.mark
+            if not batch_id.isdigit():
+                raise CatalogError(f"--mark: batch id must be a number, not {batch_id!r}")
+            export.set_status(cat, int(batch_id), status)
+        frame = export.list_batches(cat)
+    rows = [{**r, "created_at": str(r["created_at"])} for r in frame.to_dict("records")]
+    if args.json:
+        print(json.dumps(rows))
+    else:
+        for r in rows:
+            print(f"{r['batch_id']:>4}  {r['status']:<9} {r['size']:>6}  {r['format'] or '':<12} "
+                  f"{r['created_at'][:16]}  {r['recipe']}")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     catalog = resolve_catalog_path(args.catalog)
     Catalog.open(catalog).close()  # create/migrate now, and fail clearly if the file is busy
@@ -580,6 +667,8 @@ COMMANDS = {
     "embed": cmd_embed,
     "import-embeddings": cmd_import_embeddings,
     "similar": cmd_similar,
+    "export": cmd_export,
+    "batches": cmd_batches,
     "serve": cmd_serve,
 }
 
