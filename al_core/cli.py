@@ -206,6 +206,24 @@ def build_parser() -> argparse.ArgumentParser:
     batches.add_argument("--mark", nargs=2, metavar=("ID", "STATUS"),
                          help="set a batch's status: sent, labeled or cancelled (frees its samples)")
 
+    labels = sub.add_parser(
+        "import-labels", help="bring labels back from a labeling provider (Label Studio, Labelbox, CVAT, CSV)",
+        description="New labels are applied with their batch and annotator; a label that disagrees "
+                    "with the current one is kept as a conflict for review (al-explorer conflicts) "
+                    "unless --on-conflict replace. Unknown ids or classes: nothing is imported.")
+    _add_catalog(labels)
+    labels.add_argument("file", help="Label Studio JSON export, Labelbox NDJSON export, CVAT XML, or CSV "
+                                     "(sample_id, label[, annotator])")
+    labels.add_argument("--format", default="auto", choices=("auto", "label-studio", "labelbox", "cvat", "csv"))
+    labels.add_argument("--on-conflict", default="keep", choices=("keep", "replace"))
+
+    conflicts = sub.add_parser("conflicts", help="returned labels that disagree with the current one")
+    _add_catalog(conflicts)
+    decide = conflicts.add_mutually_exclusive_group()
+    decide.add_argument("--accept", type=int, metavar="SEQ", help="make that returned label current")
+    decide.add_argument("--reject", type=int, metavar="SEQ", help="keep the current label")
+    conflicts.add_argument("--json", action="store_true", help="print a JSON list")
+
     serve = sub.add_parser("serve", help="serve the app on an existing catalog")
     _add_catalog(serve)
     _add_serve(serve)
@@ -640,6 +658,42 @@ def cmd_batches(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_import_labels(args: argparse.Namespace) -> int:
+    from al_core.export.labels import import_labels
+
+    path = existing_catalog(args.catalog)
+    with Catalog.open(path) as cat:
+        result = import_labels(cat, Path(args.file), args.format, args.on_conflict)
+    print(result.describe())
+    return 0
+
+
+def cmd_conflicts(args: argparse.Namespace) -> int:
+    from al_core.export.labels import conflicts, resolve_conflict
+
+    path = existing_catalog(args.catalog)
+    deciding = args.accept is not None or args.reject is not None
+    with Catalog.open(path, read_only=not deciding) as cat:
+        if deciding:
+            resolve_conflict(cat, args.accept if args.accept is not None else args.reject, args.accept is not None)
+        frame = conflicts(cat)
+    rows = [{**r, "created_at": str(r["created_at"]),
+             "batch_id": None if pd_isna(r["batch_id"]) else int(r["batch_id"])} for r in frame.to_dict("records")]
+    if args.json:
+        print(json.dumps(rows))
+    else:
+        for r in rows:
+            print(f"{r['label_seq']:>6}  {r['sample_id']}  {r['current']} -> {r['proposed']}  "
+                  f"(batch {r['batch_id']}, {r['annotator'] or 'annotator unknown'}, {r['source']})")
+        if not rows:
+            print("no label conflicts")
+    return 0
+
+
+def pd_isna(value: object) -> bool:
+    return value is None or (isinstance(value, float) and value != value)
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
     catalog = resolve_catalog_path(args.catalog)
     Catalog.open(catalog).close()  # create/migrate now, and fail clearly if the file is busy
@@ -669,6 +723,8 @@ COMMANDS = {
     "similar": cmd_similar,
     "export": cmd_export,
     "batches": cmd_batches,
+    "import-labels": cmd_import_labels,
+    "conflicts": cmd_conflicts,
     "serve": cmd_serve,
 }
 

@@ -328,6 +328,17 @@ MIGRATIONS: list[tuple[int, str, list[Any]]] = [
             "ALTER TABLE export_batches ADD COLUMN status_at TIMESTAMP",
         ],
     ),
+    (
+        9,
+        "labels back: who labeled, and returned labels that disagree kept as conflicts until accepted",
+        [
+            "ALTER TABLE labels ADD COLUMN annotator VARCHAR",
+            # 'current' (applied to samples.label when recorded), 'conflict' (a returned label that
+            # disagrees with the current one, waiting for review), 'accepted' / 'rejected' after it
+            "ALTER TABLE labels ADD COLUMN status VARCHAR DEFAULT 'current'",
+            "UPDATE labels SET status = 'current' WHERE status IS NULL",
+        ],
+    ),
 ]
 
 
