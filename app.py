@@ -21,6 +21,7 @@ PAGES = [
     st.Page("pages/quality.py", title="Image quality", icon=":material/high_quality:", url_path="quality"),
     st.Page("pages/similarity.py", title="Similarity", icon=":material/image_search:", url_path="similarity"),
     st.Page("pages/embedding_map.py", title="Embedding map", icon=":material/scatter_plot:", url_path="map"),
+    st.Page("pages/export.py", title="Export", icon=":material/outbox:", url_path="export"),
 ]
 BATCH = st.Page("pages/batch.py", title="Next batch", icon=":material/shopping_cart:", url_path="batch")
 

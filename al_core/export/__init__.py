@@ -174,6 +174,23 @@ def set_status(cat: Catalog, batch_id: int, status: str) -> None:
         cur.execute(*sql.set_status(int(batch_id), status))
 
 
+def composition(cat: Catalog, selection: pd.DataFrame, run: RunRef | None) -> pd.DataFrame:
+    """The batch against the labeled set, per class: ``class, batch`` (samples the run predicts
+    as that class), ``batch_share``, ``labeled`` (labeled samples of it), ``labeled_share``."""
+    cur = new_connection()
+    try:
+        cur.register("picked", selection[["sample_id"]])
+        with cat.read(cur):
+            frame = cur.execute(*sql.composition(run.run_id if run else None)).df()
+    finally:
+        cur.close()
+    for col in ("batch", "labeled"):
+        frame[col] = frame[col].fillna(0).astype(int)
+        total = frame[col].sum()
+        frame[f"{col}_share"] = frame[col] / total if total else 0.0
+    return frame[["class", "batch", "batch_share", "labeled", "labeled_share"]]
+
+
 def list_batches(cat: Catalog) -> pd.DataFrame:
     """Exported batches, newest first: batch_id, status, size, recipe, format, created_at."""
     return cat.query_df(sql.LIST)

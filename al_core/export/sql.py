@@ -138,3 +138,16 @@ def resolve(label_seq: int, accept: bool) -> list[Query]:
         out.append(("UPDATE samples SET label = l.label FROM labels l WHERE l.label_seq = ? "
                     "AND samples.sample_id = l.sample_id", [label_seq]))
     return out
+
+
+def composition(run_id: int | None) -> Query:
+    """Per class: samples of the registered ``picked`` frame the run predicts as it, and labeled
+    samples of it (classes of either side)."""
+    pred = ("SELECT coalesce(p.pred_label, '(no prediction)') AS c, count(*) AS n FROM picked f "
+            "JOIN samples s ON s.sample_id = f.sample_id LEFT JOIN predictions p "
+            "ON p.sample_key = s.sample_key AND p.run_id = ? GROUP BY 1") if run_id is not None else \
+        "SELECT '(no run)' AS c, count(*) AS n FROM picked GROUP BY 1"
+    return (f"WITH b AS ({pred}), l AS (SELECT label AS c, count(*) AS n FROM samples "
+            "WHERE label IS NOT NULL GROUP BY 1) SELECT coalesce(b.c, l.c) AS class, b.n AS batch, "
+            "l.n AS labeled FROM b FULL JOIN l ON b.c = l.c ORDER BY labeled NULLS FIRST, class",
+            [run_id] if run_id is not None else [])

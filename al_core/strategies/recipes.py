@@ -62,6 +62,8 @@ NAMES = tuple(STRATEGIES)
 #: Splits a batch never draws from unless the recipe says otherwise (evaluation data).
 EVAL_SPLITS = ("val", "valid", "validation", "test")
 DEDUPE_DEFAULT = 0.97
+#: Most labeled samples used as k-center / hybrid / TypiClust centers (an evenly spaced subset).
+CENTERS_MAX = 20_000
 SELECTION_COLUMNS = ["rank", "sample_id", "part", "strategy", "score", "part_rank"]
 
 
@@ -500,9 +502,16 @@ def _with_vectors(ctx: _Context, rows: np.ndarray, set_name: str | None = None) 
 
 
 def _centers(ctx: _Context, state: _State) -> np.ndarray | None:
-    """Vectors of the labeled samples and of the batch so far: what is already covered."""
+    """Vectors of the labeled samples and of the batch so far: what is already covered. Above
+    :data:`CENTERS_MAX` labeled samples, an evenly spaced subset of them (in sample_id order)
+    stands for the labeled set: distances to 400k centers would dominate the selection."""
     where, vectors = ctx.vectors()
-    rows = [where[i] for i in (*ctx.labeled_ids(), *state.picked_ids) if i in where]
+    if "labeled_rows" not in ctx._cache:
+        rows = np.array([where[i] for i in ctx.labeled_ids() if i in where], dtype=np.int64)
+        if len(rows) > CENTERS_MAX:
+            rows = rows[np.linspace(0, len(rows) - 1, CENTERS_MAX).astype(np.int64)]
+        ctx._cache["labeled_rows"] = rows
+    rows = [*ctx._cache["labeled_rows"].tolist(), *(where[i] for i in state.picked_ids if i in where)]
     return vectors[rows] if rows else None
 
 
