@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -508,3 +509,35 @@ def test_similarity_query_and_a_box_selection_on_the_map(
     page.wait_for_timeout(1500)
     _shot(page, "map.png", tmp_path)
     page.close()
+
+
+def test_export_a_batch_and_download_it(fresh_app: tuple[str, Path], browser: object, tmp_path: Path) -> None:
+    """Preview the default recipe on the Export page, record it as Label Studio JSON, download
+    the file through the button: its bytes are what the CLI re-exports from the batch history."""
+    from al_core import export
+    from al_core.db.catalog import Catalog
+
+    url, path = fresh_app
+    page = browser.new_page(viewport={"width": 1500, "height": 1400}, accept_downloads=True)
+    page.goto(f"{url}/export", wait_until="domcontentloaded")
+    page.wait_for_selector("h1:has-text('Export')", timeout=90_000)
+    budget = page.locator("[data-testid='stNumberInput']").filter(has=page.get_by_text("Budget (samples)")).locator("input")
+    budget.fill("40")
+    budget.press("Enter")
+    page.wait_for_timeout(800)
+    _act(page, "Preview the batch", "Preview: 40 samples")
+    _wait_total(page, 40)
+    page.wait_for_timeout(1500)  # the thumbnails
+    _shot(page, "export.png", tmp_path, full_page=True)
+    _pick(page, page.locator("[data-testid='stMain']"), "Format", "label-studio")
+    page.wait_for_timeout(800)
+    _act(page, "Record the batch and prepare its files", "Batch 1 recorded: 40 samples")
+    with page.expect_download(timeout=60_000) as info:
+        page.get_by_role("button", name="Download batch-1.json").first.click()
+    got = Path(info.value.path()).read_bytes()
+    page.close()
+    with Catalog.open(path, read_only=True) as cat:
+        batch = export.get_batch(cat, 1)
+        assert got == export.render(batch, "label-studio")[""]
+    tasks = json.loads(got)
+    assert len(tasks) == 40 and set(t["data"]["sample_id"] for t in tasks) == set(batch.items["sample_id"])
