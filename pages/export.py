@@ -12,8 +12,10 @@ import streamlit as st
 
 from al_core import embeddings, export
 from al_core.errors import AlExplorerError
+from al_core.export import charts
 from al_core.strategies.recipes import NAMES, STRATEGIES, Recipe, RecipeError, select_batch
 from pages._ui.gallery import gallery
+from pages._ui.labels_back import labels_back_view
 from pages._ui.shell import catalog, empty_state
 from pages._ui.sidebar import sidebar_filter
 from pages._ui.text import plain
@@ -91,10 +93,16 @@ def _make_preview(cat, flt, parts: pd.DataFrame, set_name: str | None) -> None: 
 def _preview(cat, flt) -> None:  # noqa: ANN001
     recipe, picked = st.session_state["_ex_preview"][:2]
     st.subheader(f"Preview: {len(picked):,} samples ({export.describe(recipe)})")
-    comp = export.composition(cat, picked, flt.run)
+    fields = [f for f in cat.metadata_fields() if not f.startswith("q_")]
     left, right = st.columns(2)
-    left.dataframe(comp, hide_index=True, width="stretch", key="ex_comp")
-    right.dataframe(picked, hide_index=True, width="stretch", key="ex_picked")
+    by = left.selectbox("Composition by", ["predicted class", *fields], key="ex_comp_by",
+                        help="The batch by the run's predicted class (or a field), beside the labeled set")
+    comp = export.composition(cat, picked, flt.run, None if by == "predicted class" else by)
+    left.dataframe(comp, hide_index=True, width="stretch", key="ex_comp", column_config={
+        "batch_share": st.column_config.NumberColumn(format="percent"),
+        "labeled_share": st.column_config.NumberColumn(format="percent")})
+    right.plotly_chart(charts.score_histograms(picked), key="ex_scores")
+    st.dataframe(picked, hide_index=True, width="stretch", key="ex_picked")
     gallery(cat, replace(flt, ids=tuple(picked["sample_id"])), flt.run, key="ex_gallery",
             url_page="ex_page", listed="batch order")
     fmt_col, prefix_col = st.columns(2)
@@ -143,8 +151,10 @@ if not empty_state(cat):
         made = export.get_batch(cat, st.session_state["_ex_made"])
         st.success(f"Batch {made.batch_id} recorded: {len(made.items):,} samples. Its files:")
         _downloads(made, made.format or "csv", None, "ex_made_dl")
-    new, history = st.tabs(["New batch", "History"])
+    new, history, back = st.tabs(["New batch", "History", "Labels back"])
     with new:
         _compose(cat, flt)
     with history:
         _history(cat)
+    with back:
+        labels_back_view(cat)

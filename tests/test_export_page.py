@@ -27,6 +27,11 @@ def _frame(at: AppTest, column: str):  # noqa: ANN202
     return next(d.value for d in at.dataframe if column in d.value.columns)
 
 
+def _text(value: str) -> str:
+    """What the user reads of text shown through ``plain()`` (escapes and entities undone)."""
+    return re.sub(r"\\(.)", r"\1", value).replace("&#58;\u2060", ":").replace("\u2060", "")
+
+
 def _hashes(at: AppTest) -> list[str]:
     return re.findall(r"sha256 `([0-9a-f]{64})`", " ".join(c.value for c in at.caption))
 
@@ -75,4 +80,36 @@ def test_a_bad_recipe_says_why(app_catalog: Path) -> None:
     at.selectbox(key="ex_set").set_value("(no embedding set)").run()  # hybrid needs a set
     at.button(key="ex_preview").click().run()
     assert not at.exception
-    assert any("needs an embedding set" in e.value for e in at.error)
+    assert any("needs an embedding set" in _text(e.value) for e in at.error)
+
+
+def test_labels_come_back_through_an_upload_and_conflicts_are_reviewed(app_catalog: Path) -> None:
+    with Catalog.open(app_catalog, read_only=True) as cat:
+        unlabeled = [r[0] for r in cat.query_rows("SELECT sample_id FROM samples WHERE label IS NULL "
+                                                  "ORDER BY sample_id LIMIT 3")]
+        labeled = cat.query_rows("SELECT sample_id, label FROM samples WHERE label IS NOT NULL "
+                                 "ORDER BY sample_id LIMIT 1")[0]
+        classes = sorted({r[0] for r in cat.query_rows("SELECT DISTINCT label FROM samples WHERE label IS NOT NULL")})
+    other = next(c for c in classes if c != labeled[1])
+    rows = "".join(f"{sid},{classes[i]},ann@example.com\n" for i, sid in enumerate(unlabeled))
+    text = f"sample_id,label,annotator\n{rows}{labeled[0]},{other},ann@example.com\n"
+    at = _page()
+    at.file_uploader(key="ex_labels_file").upload("back.csv", text.encode(), "text/csv").run()
+    at.button(key="ex_labels_import").click().run()
+    assert not at.exception, at.exception
+    assert any("3 applied" in _text(s.value) and "1 disagreeing" in _text(s.value) for s in at.success)
+    conflicts = _frame(at, "proposed")
+    assert conflicts[["sample_id", "current", "proposed"]].values.tolist() == [[labeled[0], labeled[1], other]]
+    with Catalog.open(app_catalog, read_only=True) as cat:
+        got = dict(cat.query_rows("SELECT sample_id, label FROM samples WHERE sample_id IN (?, ?, ?, ?)",
+                                  [*unlabeled, labeled[0]]))
+    assert got == {**{sid: classes[i] for i, sid in enumerate(unlabeled)}, labeled[0]: labeled[1]}
+    at.button(key="ex_accept").click().run()
+    assert not at.exception, at.exception
+    with Catalog.open(app_catalog, read_only=True) as cat:
+        assert cat.query_rows("SELECT label FROM samples WHERE sample_id = ?", [labeled[0]]) == [(other,)]
+    assert any("No label conflicts." in c.value for c in at.caption)
+    at.file_uploader(key="ex_labels_file").upload("bad.csv", b"sample_id,label\nghost,car\n", "text/csv").run()
+    at.button(key="ex_labels_import").click().run()
+    assert any("bad.csv: 1 unknown sample id(s), nothing imported: line 2: 'ghost'" in _text(e.value)
+               for e in at.error), [e.value for e in at.error]

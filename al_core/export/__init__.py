@@ -174,21 +174,25 @@ def set_status(cat: Catalog, batch_id: int, status: str) -> None:
         cur.execute(*sql.set_status(int(batch_id), status))
 
 
-def composition(cat: Catalog, selection: pd.DataFrame, run: RunRef | None) -> pd.DataFrame:
-    """The batch against the labeled set, per class: ``class, batch`` (samples the run predicts
-    as that class), ``batch_share``, ``labeled`` (labeled samples of it), ``labeled_share``."""
+def composition(cat: Catalog, selection: pd.DataFrame, run: RunRef | None,
+                field: str | None = None) -> pd.DataFrame:
+    """The batch against the labeled set: per class (the run's predicted class for the batch,
+    the label for the labeled set) or per value of metadata ``field``: columns ``value``,
+    ``batch``, ``batch_share``, ``labeled``, ``labeled_share``."""
+    if field is not None and field not in cat.metadata_fields():
+        raise ExportError(f"unknown metadata field {field!r}")
     cur = new_connection()
     try:
         cur.register("picked", selection[["sample_id"]])
         with cat.read(cur):
-            frame = cur.execute(*sql.composition(run.run_id if run else None)).df()
+            frame = cur.execute(*sql.composition(run.run_id if run else None, field)).df()
     finally:
         cur.close()
     for col in ("batch", "labeled"):
         frame[col] = frame[col].fillna(0).astype(int)
         total = frame[col].sum()
         frame[f"{col}_share"] = frame[col] / total if total else 0.0
-    return frame[["class", "batch", "batch_share", "labeled", "labeled_share"]]
+    return frame[["value", "batch", "batch_share", "labeled", "labeled_share"]]
 
 
 def list_batches(cat: Catalog) -> pd.DataFrame:

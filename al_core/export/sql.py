@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from al_core.db.sql import Query
+from typing import Any
+
+from al_core.db.sql import Query, quote_ident
 
 #: Batch statuses after export; ``cancelled`` frees the samples for later batches.
 STATUSES = ("exported", "sent", "labeled", "cancelled")
@@ -140,14 +142,23 @@ def resolve(label_seq: int, accept: bool) -> list[Query]:
     return out
 
 
-def composition(run_id: int | None) -> Query:
-    """Per class: samples of the registered ``picked`` frame the run predicts as it, and labeled
-    samples of it (classes of either side)."""
-    pred = ("SELECT coalesce(p.pred_label, '(no prediction)') AS c, count(*) AS n FROM picked f "
-            "JOIN samples s ON s.sample_id = f.sample_id LEFT JOIN predictions p "
-            "ON p.sample_key = s.sample_key AND p.run_id = ? GROUP BY 1") if run_id is not None else \
-        "SELECT '(no run)' AS c, count(*) AS n FROM picked GROUP BY 1"
-    return (f"WITH b AS ({pred}), l AS (SELECT label AS c, count(*) AS n FROM samples "
-            "WHERE label IS NOT NULL GROUP BY 1) SELECT coalesce(b.c, l.c) AS class, b.n AS batch, "
-            "l.n AS labeled FROM b FULL JOIN l ON b.c = l.c ORDER BY labeled NULLS FIRST, class",
-            [run_id] if run_id is not None else [])
+def composition(run_id: int | None, field: str | None = None) -> Query:
+    """Per class (or per value of metadata ``field``): samples of the registered ``picked``
+    frame (by the run's predicted class, or their field value) and labeled samples (by label,
+    or field value); groups of either side."""
+    if field is not None:
+        col = f"coalesce(s.{quote_ident(field)}::VARCHAR, '(none)')"
+        pred = f"SELECT {col} AS c, count(*) AS n FROM picked f JOIN samples s ON s.sample_id = f.sample_id GROUP BY 1"
+        lab = f"SELECT {col} AS c, count(*) AS n FROM samples s WHERE s.label IS NOT NULL GROUP BY 1"
+        params: list[Any] = []
+    else:
+        lab = "SELECT label AS c, count(*) AS n FROM samples WHERE label IS NOT NULL GROUP BY 1"
+        if run_id is not None:
+            pred = ("SELECT coalesce(p.pred_label, '(no prediction)') AS c, count(*) AS n FROM picked f "
+                    "JOIN samples s ON s.sample_id = f.sample_id LEFT JOIN predictions p "
+                    "ON p.sample_key = s.sample_key AND p.run_id = ? GROUP BY 1")
+            params = [run_id]
+        else:
+            pred, params = "SELECT '(no run)' AS c, count(*) AS n FROM picked GROUP BY 1", []
+    return (f"WITH b AS ({pred}), l AS ({lab}) SELECT coalesce(b.c, l.c) AS value, b.n AS batch, "
+            "l.n AS labeled FROM b FULL JOIN l ON b.c = l.c ORDER BY labeled NULLS FIRST, value", params)
