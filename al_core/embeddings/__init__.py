@@ -88,7 +88,11 @@ def _check_vectors(source: str, sample_ids: Sequence[str], vectors: np.ndarray) 
 def normalize(vectors: np.ndarray) -> np.ndarray:
     """Rows scaled to unit L2 norm (shape kept); a zero row stays zero."""
     vectors = np.asarray(vectors, dtype=np.float32)
-    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    if vectors.ndim != 2:
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        return vectors / np.where(norms > 0, norms, 1.0)
+    # row norms without a squared copy of the matrix (np.linalg.norm makes one: 5 s at 1M x 512)
+    norms = np.sqrt(np.einsum("ij,ij->i", vectors, vectors, dtype=np.float64)).astype(np.float32)[:, None]
     return vectors / np.where(norms > 0, norms, 1.0)
 
 
@@ -193,6 +197,29 @@ def vectors_for(cat: Catalog, emb: EmbeddingSet, sample_ids: Sequence[str]) -> d
     finally:
         cur.close()
     return {sid: np.asarray(vec, dtype=np.float32) for sid, vec in rows}
+
+
+def vectors_matrix(cat: Catalog, emb: EmbeddingSet, sample_ids: Sequence[str]
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    """``(has (n,) bool, vectors (has.sum(), dim) float32)``: the normalized vectors of the given
+    ids that the set holds, in the ids' order (read through Arrow: fast for 100k+ ids)."""
+    frame = pd.DataFrame({"sample_id": pd.array(list(sample_ids), dtype="string"),
+                          "pos": np.arange(len(sample_ids), dtype=np.int64)})
+    cur = new_connection()
+    try:
+        cur.register("ids_frame", frame)
+        with cat.read(cur):
+            text, params = sql.vectors_for_positions(emb.table, "ids_frame")
+            table = cur.sql(text, params=params).to_arrow_table()
+    finally:
+        cur.close()
+    has = np.zeros(len(sample_ids), dtype=bool)
+    pos = table.column("pos").to_numpy()
+    has[pos] = True
+    n = table.num_rows
+    flat = table.column("vector").combine_chunks().flatten().to_numpy(zero_copy_only=False) if n else \
+        np.zeros(0, np.float32)
+    return has, normalize(np.asarray(flat, dtype=np.float32).reshape(n, emb.dim))
 
 
 def read_embeddings_file(path: Path) -> tuple[list[str], np.ndarray]:

@@ -60,6 +60,13 @@ def vectors_for_ids(table: str, frame_name: str) -> Query:
             f"JOIN {quote_ident(frame_name)} f USING (sample_id)", [])
 
 
+def vectors_for_positions(table: str, frame_name: str) -> Query:
+    """``pos, vector`` for the ids of a registered frame ``(sample_id, pos)`` that have one, by
+    ``pos``."""
+    return (f"SELECT f.pos, v.vector FROM {quote_ident(frame_name)} f JOIN {quote_ident(table)} v "
+            "USING (sample_id) ORDER BY f.pos", [])
+
+
 def state(table: str) -> Query:
     """What an index records to tell whether it is stale: count, an order-free fingerprint of
     the (sample id, sample key) pairs (xor of their hashes), and the newest write generation."""

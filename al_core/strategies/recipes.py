@@ -64,6 +64,8 @@ EVAL_SPLITS = ("val", "valid", "validation", "test")
 DEDUPE_DEFAULT = 0.97
 #: Most labeled samples used as k-center / hybrid / TypiClust centers (an evenly spaced subset).
 CENTERS_MAX = 20_000
+#: Vector reads up to this many ids are remembered for the rest of a selection.
+MEMO_MAX = 50_000
 SELECTION_COLUMNS = ["rank", "sample_id", "part", "strategy", "score", "part_rank"]
 
 
@@ -203,6 +205,8 @@ class _Context:
         self._cache: dict[str, Any] = {}
         #: ids kept out of every part that draws outside the pool (open batches, the exclude tag)
         self.excluded: set[str] = set()
+        #: the pool's query (``sample_id, sample_key`` in ``sample_id`` order)
+        self.pool_query: tuple[str, list[Any]] = ("SELECT NULL AS sample_id, NULL AS sample_key WHERE FALSE", [])
 
     def _frame(self, ids: Sequence[str]) -> pd.DataFrame:
         return pd.DataFrame({"sample_id": pd.array(list(ids), dtype="string"), "pos": np.arange(len(ids))})
@@ -219,45 +223,79 @@ class _Context:
             return self._cache[key]
         rows = self.cat.query_rows("SELECT classes, has_probs FROM model_runs WHERE run_id = ?", [run.run_id])
         classes, has_probs = list(rows[0][0]), bool(rows[0][1])
-        want = list(self.ids) if ids is None else list(ids)
         cur = new_connection()
         try:
-            cur.register("pool_ids", self._frame(want))
-            with self.cat.read(cur):
+            if ids is None:  # the pool: its own query joined by the integer key (no id list sent)
+                text, params = sql.pool_predictions(self.pool_query, run.run_id)
+            else:
+                cur.register("pool_ids", self._frame(list(ids)))
                 text, params = sql.run_probs(run.run_id, "pool_ids")
+            with self.cat.read(cur):
                 table = cur.sql(text, params=params).to_arrow_table()
         finally:
             cur.close()
-        labels = np.array(table.column("pred_label").to_pylist(), dtype=object)
+        labels = _text_array(table.column("pred_label"))
         conf = table.column("confidence").to_numpy(zero_copy_only=False).astype(np.float64)
-        probs = None
-        if has_probs:
-            probs = np.full((len(want), len(classes)), np.nan)
-            col = table.column("probs").to_pylist()
-            for i, p in enumerate(col):
-                if p is not None and len(p) == len(classes):
-                    probs[i] = p
+        probs = _prob_matrix(table.column("probs").combine_chunks(), len(classes)) if has_probs else None
         self._cache[key] = (classes, probs, labels, conf)
         return self._cache[key]
 
-    def vectors(self, set_name: str | None = None) -> tuple[dict[str, int], np.ndarray]:
-        """``(sample_id → row, vectors (m, d))`` of an embedding set (the recipe's by default)."""
+    def vectors_of(self, ids: Sequence[str], set_name: str | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(has (n,) bool, vectors (has.sum(), d))`` of ``ids`` in an embedding set (the
+        recipe's by default), read for just those ids; small reads are remembered."""
         from al_core import embeddings
 
         name = set_name or self.set_name
         if not name:
             raise RecipeError("this strategy needs an embedding set: pass --set (al-explorer embed makes one)")
-        key = f"vec:{name}"
-        if key not in self._cache:
-            emb = embeddings.get_set(self.cat, name)
-            _, ids, vectors = embeddings.load_vectors(self.cat, emb)
-            self._cache[key] = ({str(i): r for r, i in enumerate(ids.tolist())}, vectors)
-        return self._cache[key]
+        if f"set:{name}" not in self._cache:
+            self._cache[f"set:{name}"] = embeddings.get_set(self.cat, name)
+        emb = self._cache[f"set:{name}"]
+        memo: dict[str, np.ndarray | None] = self._cache.setdefault(f"memo:{name}", {})
+        ids = list(ids)
+        if len(ids) > MEMO_MAX:
+            return embeddings.vectors_matrix(self.cat, emb, ids)
+        missing = [i for i in ids if i not in memo]
+        if missing:
+            has, vecs = embeddings.vectors_matrix(self.cat, emb, missing)
+            rows = iter(vecs)
+            for i, h in zip(missing, has, strict=True):
+                memo[i] = next(rows) if h else None
+        found = [memo[i] for i in ids]
+        has = np.array([v is not None for v in found], dtype=bool)
+        vecs = np.array([v for v in found if v is not None], dtype=np.float32).reshape(int(has.sum()), emb.dim)
+        return has, vecs
 
     def labeled_ids(self) -> list[str]:
         if "labeled" not in self._cache:
             self._cache["labeled"] = [r[0] for r in self.cat.query_rows(sql.LABELED_IDS)]
         return self._cache["labeled"]
+
+
+def _text_array(column: Any) -> np.ndarray:
+    """An Arrow string column as a numpy object array (None for NULL), through its dictionary:
+    repeated values (class names) are decoded once."""
+    import pyarrow.compute as pc
+
+    encoded = pc.dictionary_encode(column.combine_chunks() if hasattr(column, "combine_chunks") else column)
+    values = np.array(encoded.dictionary.to_pylist() + [None], dtype=object)
+    codes = encoded.indices.fill_null(len(encoded.dictionary)).to_numpy(zero_copy_only=False)
+    return values[codes]
+
+
+def _prob_matrix(column: Any, k: int) -> np.ndarray:
+    """``(n, k)`` float64 from an Arrow list column; rows missing or of another length are NaN."""
+    import pyarrow.compute as pc
+
+    n = len(column)
+    out = np.full((n, k), np.nan)
+    lengths = pc.list_value_length(column).to_numpy(zero_copy_only=False)
+    ok = np.nan_to_num(lengths.astype(np.float64), nan=-1) == k
+    if ok.all() and column.null_count == 0:
+        return column.flatten().to_numpy(zero_copy_only=False).astype(np.float64).reshape(n, k)
+    for i in np.flatnonzero(ok):
+        out[i] = column[int(i)].values.to_numpy(zero_copy_only=False)
+    return out
 
 
 @dataclass
@@ -287,9 +325,11 @@ def select_batch(cat: Catalog, recipe: Recipe, budget: int, *, run: RunRef | Non
     fields = cat.metadata_fields()
     text, params = sql.pool(flt, fields, flt.run, labeled=recipe.exclude_labeled,
                             open_batches=recipe.exclude_open_batches, splits=recipe.exclude_splits,
-                            tag=recipe.exclude_tag, columns="s.sample_id")
-    ids = np.array([r[0] for r in cat.query_rows(text, params)], dtype=object)
+                            tag=recipe.exclude_tag, columns="s.sample_id, s.sample_key")
+    with cat.read() as cur:
+        ids = _text_array(cur.sql(text, params=params).to_arrow_table().column("sample_id"))
     ctx = _Context(cat, ids, run, set_name)
+    ctx.pool_query = (text, params)
     ctx.excluded = {r[0] for r in cat.query_rows(*sql.excluded(recipe.exclude_open_batches, recipe.exclude_tag))}
     state = _State(free=np.ones(len(ids), dtype=bool))
     rng = np.random.default_rng(seed)
@@ -328,8 +368,9 @@ def _fill_part(ctx: _Context, state: _State, part: Part, number: int, need: int,
 
 def _release(ctx: _Context, state: _State, sample_id: str) -> None:
     """Take a sample out of the free pool (picked, or dropped as a near-duplicate)."""
-    pos = ctx._cache.setdefault("pos", {s: r for r, s in enumerate(ctx.ids.tolist())})
-    row = pos.get(sample_id)
+    if "pos" not in ctx._cache:  # built once: sample_id → pool row
+        ctx._cache["pos"] = dict(zip(ctx.ids.tolist(), range(len(ctx.ids)), strict=True))
+    row = ctx._cache["pos"].get(sample_id)
     if row is not None:
         state.free[row] = False
 
@@ -337,12 +378,11 @@ def _release(ctx: _Context, state: _State, sample_id: str) -> None:
 def _not_near_duplicates(ctx: _Context, state: _State, ids: list[str], dedupe: float | None) -> set[str]:
     if dedupe is None:
         return set(ids)
-    where, vectors = ctx.vectors()
-    have = [i for i in ids if i in where]
-    kept_before = [where[i] for i in state.picked_ids if i in where]
-    order = st.drop_near_duplicates(vectors[[where[i] for i in have]], np.arange(len(have)), dedupe,
-                                    kept=vectors[kept_before] if kept_before else None)
-    return {have[j] for j in order.tolist()} | {i for i in ids if i not in where}
+    has, vecs = ctx.vectors_of(ids)
+    kept_has, kept = ctx.vectors_of(state.picked_ids)
+    order = st.drop_near_duplicates(vecs, np.arange(len(vecs)), dedupe, kept=kept if len(kept) else None)
+    with_vec = [i for i, h in zip(ids, has, strict=True) if h]
+    return {with_vec[j] for j in order.tolist()} | {i for i, h in zip(ids, has, strict=True) if not h}
 
 
 def _pick(ctx: _Context, state: _State, part: Part, need: int, rng: np.random.Generator
@@ -371,6 +411,8 @@ def _pick(ctx: _Context, state: _State, part: Part, need: int, rng: np.random.Ge
         return _balance(ctx, name, free, need, rng, params.get("field"))
     if name == "badge":
         return _badge(ctx, free, need, rng, params.get("features"))
+    if name == "hybrid":
+        return _hybrid(ctx, state, free, need, rng, params)
     rows, vecs = _with_vectors(ctx, free)
     if name == "seeded":
         seeds = _seed_vectors(ctx, params)
@@ -384,15 +426,25 @@ def _pick(ctx: _Context, state: _State, part: Part, need: int, rng: np.random.Ge
     if name == "typiclust":
         pick = st.typiclust(vecs, need, rng, labeled=centers, neighbors=int(params.get("neighbors", 20)))
         return ctx.ids[rows[pick]].tolist(), [math.nan] * len(pick)
-    # hybrid
+    raise RecipeError(f"unknown strategy {name!r}")
+
+
+def _hybrid(ctx: _Context, state: _State, free: np.ndarray, need: int, rng: np.random.Generator,
+            params: dict[str, Any]) -> tuple[list[str], list[float]]:
+    """The ``top_m`` most uncertain free rows (default 10 × need), then k-center among those
+    with a vector; only the candidates' vectors are read."""
     score_name = params.get("score", "entropy")
     if score_name not in st.SCORES:
         raise RecipeError(f"hybrid: score must be one of {', '.join(st.SCORES)}, not {score_name!r}")
-    scores, ok = _uncertainty(ctx, score_name, rows)
+    scores, ok = _uncertainty(ctx, score_name, free)
     top_m = params.get("top_m")
-    pick = st.hybrid(scores[ok], vecs[ok], need, rng, top_m=None if top_m is None else int(top_m),
-                     labeled=centers)
-    return ctx.ids[rows[ok][pick]].tolist(), scores[ok][pick].tolist()
+    m = max(need, 10 * need if top_m is None else int(top_m))
+    top = st.top_scores(scores[ok], m, rng)
+    cand = free[ok][top]
+    rows, vecs = _with_vectors(ctx, cand)
+    cand_scores = scores[ok][top][np.isin(cand, rows)]
+    pick = st.k_center_greedy(vecs, need, rng, labeled=_centers(ctx, state))
+    return ctx.ids[rows[pick]].tolist(), cand_scores[pick].tolist()
 
 
 def _uncertainty(ctx: _Context, name: str, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -495,24 +547,22 @@ def _badge(ctx: _Context, rows: np.ndarray, need: int, rng: np.random.Generator,
 
 def _with_vectors(ctx: _Context, rows: np.ndarray, set_name: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """The pool rows that have a vector in the set, and those vectors ``(m, d)``."""
-    where, vectors = ctx.vectors(set_name)
-    ids = ctx.ids[rows]
-    has = np.array([i in where for i in ids], dtype=bool)
-    return rows[has], vectors[[where[i] for i in ids[has]]]
+    has, vecs = ctx.vectors_of(ctx.ids[rows].tolist(), set_name)
+    return rows[has], vecs
 
 
 def _centers(ctx: _Context, state: _State) -> np.ndarray | None:
     """Vectors of the labeled samples and of the batch so far: what is already covered. Above
     :data:`CENTERS_MAX` labeled samples, an evenly spaced subset of them (in sample_id order)
     stands for the labeled set: distances to 400k centers would dominate the selection."""
-    where, vectors = ctx.vectors()
-    if "labeled_rows" not in ctx._cache:
-        rows = np.array([where[i] for i in ctx.labeled_ids() if i in where], dtype=np.int64)
-        if len(rows) > CENTERS_MAX:
-            rows = rows[np.linspace(0, len(rows) - 1, CENTERS_MAX).astype(np.int64)]
-        ctx._cache["labeled_rows"] = rows
-    rows = [*ctx._cache["labeled_rows"].tolist(), *(where[i] for i in state.picked_ids if i in where)]
-    return vectors[rows] if rows else None
+    if "labeled_vecs" not in ctx._cache:
+        labeled = ctx.labeled_ids()
+        if len(labeled) > CENTERS_MAX:
+            labeled = [labeled[i] for i in np.linspace(0, len(labeled) - 1, CENTERS_MAX).astype(np.int64)]
+        ctx._cache["labeled_vecs"] = ctx.vectors_of(labeled)[1]
+    picked = ctx.vectors_of(state.picked_ids)[1]
+    both = np.vstack([ctx._cache["labeled_vecs"], picked])
+    return both if len(both) else None
 
 
 def _seed_vectors(ctx: _Context, params: dict[str, Any]) -> np.ndarray:
@@ -520,12 +570,11 @@ def _seed_vectors(ctx: _Context, params: dict[str, Any]) -> np.ndarray:
     if (tag is None) == (ids is None):
         raise RecipeError("seeded: give tag = \"...\" (the examples carrying it) or ids = [...]")
     seeds = [r[0] for r in ctx.cat.query_rows(*sql.tagged(str(tag)))] if tag is not None else list(ids)
-    where, vectors = ctx.vectors()
-    rows = [where[i] for i in seeds if i in where]
-    if not rows:
+    _, vecs = ctx.vectors_of(seeds)
+    if not len(vecs):
         what = f"tag {tag!r}" if tag is not None else "the given ids"
         raise RecipeError(f"seeded: no sample with {what} has a vector in set {ctx.set_name!r}")
-    return vectors[rows]
+    return vecs
 
 
 def _distance_at_pick(vecs: np.ndarray, pick: np.ndarray, centers: np.ndarray | None) -> list[float]:

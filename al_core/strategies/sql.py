@@ -52,6 +52,14 @@ def run_probs(run_id: int, ids_table: str) -> Query:
             "ON p.sample_key = s.sample_key AND p.run_id = ? ORDER BY f.pos", [run_id])
 
 
+def pool_predictions(pool_query: Query, run_id: int) -> Query:
+    """``sample_id, pred_label, confidence, probs`` of run ``run_id`` for the pool a
+    :func:`pool` query (columns ``s.sample_id, s.sample_key``) selects, in its order."""
+    text, params = pool_query
+    return (f"SELECT q.sample_id, p.pred_label, p.confidence, p.probs FROM ({text}) q LEFT JOIN predictions p "
+            "ON p.sample_key = q.sample_key AND p.run_id = ? ORDER BY q.sample_id", [*params, run_id])
+
+
 LABELED_CLASSES = "SELECT label, count(*) FROM samples WHERE label IS NOT NULL GROUP BY label"
 
 
