@@ -1,5 +1,5 @@
 """The `al-explorer` command: demo, ingest, import-predictions, info, select, report, quality,
-embed, import-embeddings, similar and serve."""
+embed, import-embeddings, similar, export, batches, import-labels, conflicts and serve."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from al_core import __version__
 from al_core.db import sql as db_sql
@@ -649,13 +650,21 @@ def cmd_batches(args: argparse.Namespace) -> int:
             export.set_status(cat, int(batch_id), status)
         frame = export.list_batches(cat)
     rows = [{**r, "created_at": str(r["created_at"])} for r in frame.to_dict("records")]
-    if args.json:
-        print(json.dumps(rows))
-    else:
-        for r in rows:
-            print(f"{r['batch_id']:>4}  {r['status']:<9} {r['size']:>6}  {r['format'] or '':<12} "
-                  f"{r['created_at'][:16]}  {r['recipe']}")
+    _print_rows(rows, args.json, "no exported batch yet", lambda r: (
+        f"{r['batch_id']:>4}  {r['status']:<9} {r['size']:>6}  {r['format'] or '':<12} "
+        f"{r['created_at'][:16]}  {r['recipe']}"))
     return 0
+
+
+def _print_rows(rows: list[dict], as_json: bool, empty: str, line: Any) -> None:
+    """A JSON list, or one line per row (``empty`` when there is none)."""
+    if as_json:
+        print(json.dumps(rows))
+        return
+    for r in rows:
+        print(line(r))
+    if not rows:
+        print(empty)
 
 
 def cmd_import_labels(args: argparse.Namespace) -> int:
@@ -678,19 +687,15 @@ def cmd_conflicts(args: argparse.Namespace) -> int:
             resolve_conflict(cat, args.accept if args.accept is not None else args.reject, args.accept is not None)
         frame = conflicts(cat)
     rows = [{**r, "created_at": str(r["created_at"]),
-             "batch_id": None if pd_isna(r["batch_id"]) else int(r["batch_id"])} for r in frame.to_dict("records")]
-    if args.json:
-        print(json.dumps(rows))
-    else:
-        for r in rows:
-            print(f"{r['label_seq']:>6}  {r['sample_id']}  {r['current']} -> {r['proposed']}  "
-                  f"(batch {r['batch_id']}, {r['annotator'] or 'annotator unknown'}, {r['source']})")
-        if not rows:
-            print("no label conflicts")
+             "batch_id": None if _missing(r["batch_id"]) else int(r["batch_id"])} for r in frame.to_dict("records")]
+    _print_rows(rows, args.json, "no label conflicts", lambda r: (
+        f"{r['label_seq']:>6}  {r['sample_id']}  {r['current']} -> {r['proposed']}  "
+        f"(batch {r['batch_id']}, {r['annotator'] or 'annotator unknown'}, {r['source']})"))
     return 0
 
 
-def pd_isna(value: object) -> bool:
+def _missing(value: object) -> bool:
+    """None or NaN (a NULL integer read through pandas)."""
     return value is None or (isinstance(value, float) and value != value)
 
 

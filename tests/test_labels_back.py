@@ -151,3 +151,25 @@ def test_bad_label_files_change_nothing(pool_catalog: Catalog, tmp_path: Path, t
     with pytest.raises(export.ExportError, match=message.replace("(", r"\(").replace(")", r"\)")):
         back.import_labels(pool_catalog, file)
     assert_same_content(before, content(pool_catalog))
+
+
+def test_conflicts_through_the_cli(pool_catalog: Catalog, tmp_path: Path,  # noqa: F811
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    sid, label = pool_catalog.query_rows("SELECT sample_id, label FROM samples WHERE label IS NOT NULL "
+                                         "ORDER BY sample_id LIMIT 1")[0]
+    other = next(c for c in CLASSES if c != label)
+    file = tmp_path / "back.csv"
+    file.write_text(f"sample_id,label,annotator\n{sid},{other},bo\n")
+    path = str(pool_catalog.path)
+    pool_catalog.close()
+    assert main(["import-labels", "--catalog", path, str(file)]) == 0
+    assert "1 disagreeing with the current label kept for review" in capsys.readouterr().out
+    assert main(["conflicts", "--catalog", path, "--json"]) == 0
+    (row,) = json.loads(capsys.readouterr().out)
+    assert (row["sample_id"], row["current"], row["proposed"], row["annotator"]) == (sid, label, other, "bo")
+    assert main(["conflicts", "--catalog", path, "--accept", str(row["label_seq"])]) == 0
+    assert "no label conflicts" in capsys.readouterr().out
+    with Catalog.open(path, read_only=True) as cat:
+        assert cat.query_rows("SELECT label FROM samples WHERE sample_id = ?", [sid]) == [(other,)]
+    assert main(["conflicts", "--catalog", path, "--reject", "999999"]) == 1
+    assert "no pending conflict 999999" in capsys.readouterr().err
