@@ -315,16 +315,17 @@ MIGRATIONS: list[tuple[int, str, list[Any]]] = [
         "export: each batch item's part, strategy and a snapshot of what the export writes",
         [
             # what picked the item (a recipe's part and its strategy), and what the export file
-            # says about it, frozen at export so a re-download is byte-identical
+            # says about it (sent_*), frozen at export so a re-download is byte-identical; named
+            # apart from samples' own columns so a join of the two stays unambiguous
             "ALTER TABLE export_items ADD COLUMN part INTEGER",
             "ALTER TABLE export_items ADD COLUMN strategy VARCHAR",
-            "ALTER TABLE export_items ADD COLUMN uri VARCHAR",
+            "ALTER TABLE export_items ADD COLUMN sent_uri VARCHAR",
             # the path below the folder it was imported from: a bucket prefix replaces that folder
             "ALTER TABLE export_items ADD COLUMN rel_path VARCHAR",
-            "ALTER TABLE export_items ADD COLUMN width INTEGER",
-            "ALTER TABLE export_items ADD COLUMN height INTEGER",
-            "ALTER TABLE export_items ADD COLUMN pred_label VARCHAR",
-            "ALTER TABLE export_items ADD COLUMN confidence FLOAT",
+            "ALTER TABLE export_items ADD COLUMN sent_width INTEGER",
+            "ALTER TABLE export_items ADD COLUMN sent_height INTEGER",
+            "ALTER TABLE export_items ADD COLUMN sent_pred_label VARCHAR",
+            "ALTER TABLE export_items ADD COLUMN sent_confidence FLOAT",
             "ALTER TABLE export_batches ADD COLUMN status_at TIMESTAMP",
         ],
     ),

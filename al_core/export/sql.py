@@ -24,8 +24,8 @@ def insert_items(batch_id: int, run_id: int | None) -> Query:
     join = ("LEFT JOIN predictions p ON p.sample_key = s.sample_key AND p.run_id = ?"
             if run_id is not None else "")
     params = [batch_id, *([run_id] if run_id is not None else [])]
-    return ("INSERT INTO export_items (batch_id, sample_id, rank, score, added_at, part, strategy, uri, "
-            "rel_path, width, height, pred_label, confidence) "
+    return ("INSERT INTO export_items (batch_id, sample_id, rank, score, added_at, part, strategy, sent_uri, "
+            "rel_path, sent_width, sent_height, sent_pred_label, sent_confidence) "
             f"SELECT ?, f.sample_id, f.rank, f.score, current_timestamp::TIMESTAMP, f.part, f.strategy, "
             f"s.uri, f.rel_path, s.width, s.height, {pred} FROM picked f "
             f"JOIN samples s ON s.sample_id = f.sample_id {join}", params)
@@ -41,7 +41,8 @@ def batch(batch_id: int) -> Query:
 
 
 def items(batch_id: int) -> Query:
-    return ("SELECT rank, sample_id, part, strategy, score, uri, rel_path, width, height, pred_label, confidence "
+    return ("SELECT rank, sample_id, part, strategy, score, sent_uri AS uri, rel_path, sent_width AS width, "
+            "sent_height AS height, sent_pred_label AS pred_label, sent_confidence AS confidence "
             "FROM export_items WHERE batch_id = ? ORDER BY rank", [batch_id])
 
 
