@@ -616,6 +616,8 @@ def cmd_export(args: argparse.Namespace) -> int:
         else:
             if args.budget is None:
                 raise CatalogError("--budget N is needed to pick a new batch (or --batch-id to re-export)")
+            if args.budget < 1:
+                raise CatalogError(f"--budget must be at least 1, not {args.budget}")
             if args.recipe:
                 recipe_path = Path(args.recipe)
                 if not recipe_path.is_file():

@@ -144,6 +144,7 @@ def test_batch_history_statuses_and_freed_samples(pool_catalog: Catalog, tmp_pat
 BAD = [
     (["--batch-id", "7", "--format", "csv"], "no exported batch 7; batches: none yet"),
     (["--strategy", "entropy", "--format", "csv"], "--budget N is needed"),
+    (["--strategy", "entropy", "--budget", "0", "--format", "csv"], "--budget must be at least 1, not 0"),
     (["--recipe", "nope.toml", "--budget", "3", "--format", "csv"], "nope.toml: no such file"),
     (["--strategy", "entropy", "--budget", "3", "--format", "csv", "--run", "other"], "no model run 'other'"),
     (["--strategy", "k-center", "--budget", "3", "--format", "csv"], "needs an embedding set"),
