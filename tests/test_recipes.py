@@ -161,6 +161,7 @@ BAD_RECIPES = [
     ("[[part]]\nstrategy = \"entropy\"\nshare = 1.0\ntop_m = 5", "part 1 (entropy): unknown parameter 'top_m'"),
     ("dedupe = 2\n[[part]]\nstrategy = \"random\"\nshare = 1.0", "dedupe must be a cosine"),
     ("budgett = 2\n[[part]]\nstrategy = \"random\"\nshare = 1.0", "unknown key 'budgett'"),
+    ("budget = 2\n[[part]]\nstrategy = \"random\"\nshare = 1.0", "unknown key 'budget'"),  # a flag, not a key
     ("[[part]\nstrategy", "not valid TOML"),
 ]
 

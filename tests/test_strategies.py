@@ -66,11 +66,12 @@ def test_k_center_greedy_starts_from_the_labeled_and_takes_the_farthest_each_tim
     rng = np.random.default_rng(0)
     v = st._vectors(rng.normal(size=(200, 8)))
     labeled = st._vectors(rng.normal(size=(5, 8)))
-    picks = st.k_center_greedy(v, 6, rng, labeled=labeled)
+    picks, radii = st.k_center(v, 6, np.random.default_rng(0), labeled=labeled)
+    assert picks.tolist() == st.k_center_greedy(v, 6, np.random.default_rng(0), labeled=labeled).tolist()
     centers = labeled
-    for p in picks:  # brute force: the farthest pool row from all centers so far
+    for p, r in zip(picks, radii, strict=True):  # brute force: the farthest row from all centers so far
         d = np.sqrt(np.maximum(2 - 2 * (v @ centers.T), 0)).min(axis=1)
-        assert d[p] == pytest.approx(d.max(), abs=1e-5)
+        assert d[p] == pytest.approx(d.max(), abs=1e-5) and r == pytest.approx(d.max(), abs=1e-5)
         centers = np.vstack([centers, v[p]])
 
 

@@ -109,7 +109,7 @@ def create_batch(cat: Catalog, selection: pd.DataFrame, *, recipe: Recipe, budge
 
 def _classes(cat: Catalog, run: RunRef | None) -> list[str]:
     if run is not None:
-        rows = cat.query_rows("SELECT classes FROM model_runs WHERE run_id = ?", [run.run_id])
+        rows = cat.query_rows(*sql.run_classes(run.run_id))
         if rows:
             return list(rows[0][0])
     return [r[0] for r in cat.query_rows(sql.LABELED_CLASSES)]

@@ -58,6 +58,10 @@ LIST = ("SELECT b.batch_id, b.status, count(i.sample_id) AS size, b.strategy AS 
         "FROM export_batches b LEFT JOIN export_items i ON i.batch_id = b.batch_id WHERE b.status <> 'draft' "
         "GROUP BY ALL ORDER BY b.batch_id DESC")
 
+def run_classes(run_id: int) -> Query:
+    return "SELECT classes FROM model_runs WHERE run_id = ?", [run_id]
+
+
 LABELED_CLASSES = "SELECT DISTINCT label FROM samples WHERE label IS NOT NULL ORDER BY label"
 
 

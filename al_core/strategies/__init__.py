@@ -144,11 +144,19 @@ def k_center_greedy(vectors: np.ndarray, budget: int, rng: np.random.Generator,
     every center so far, ``argmax_i min_j ‖x_i − c_j‖``. Centers start as ``labeled`` ``(m, d)``
     (already labeled samples); with none, the first pick is drawn from ``rng``. The result's
     covering radius is at most twice the optimal one. ``vectors`` ``(n, d)``; cosine geometry."""
+    return k_center(vectors, budget, rng, labeled)[0]
+
+
+def k_center(vectors: np.ndarray, budget: int, rng: np.random.Generator,
+             labeled: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`k_center_greedy`'s picks ``(b,)`` and each pick's distance to the nearest center
+    before it ``(b,)`` (NaN for a first pick drawn at random)."""
     v = _vectors(vectors)
     b = _budget(budget, len(v))
     picks = np.empty(b, dtype=np.int64)
+    radii = np.full(b, np.nan)
     if b == 0:
-        return picks
+        return picks, radii
     if labeled is not None and len(labeled):
         dist = _min_sq_dist(v, _vectors(labeled, "labeled"))
         start = 0
@@ -158,9 +166,10 @@ def k_center_greedy(vectors: np.ndarray, budget: int, rng: np.random.Generator,
         start = 1
     for i in range(start, b):
         picks[i] = int(np.argmax(dist))
+        radii[i] = np.sqrt(max(float(dist[picks[i]]), 0.0))
         np.minimum(dist, np.maximum(2.0 - 2.0 * (v @ v[picks[i]]), 0.0), out=dist)
         dist[picks[i]] = -1.0  # never again, even among exact duplicates
-    return picks
+    return picks, radii
 
 
 def covering_radius(vectors: np.ndarray, centers: np.ndarray) -> float:

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from al_core import strategies as st
-from al_core.db.catalog import Catalog, new_connection
+from al_core.db.catalog import Catalog
 from al_core.errors import AlExplorerError
 from al_core.strategies import sql
 from al_core.view.filters import Filter
@@ -117,8 +117,7 @@ class Recipe:
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "recipe") -> Recipe:
-        known = {"part", "dedupe", "exclude_labeled", "exclude_open_batches", "exclude_splits", "exclude_tag",
-                 "budget", "seed", "run", "set"}
+        known = {"part", "dedupe", "exclude_labeled", "exclude_open_batches", "exclude_splits", "exclude_tag"}
         unknown = sorted(set(data) - known)
         if unknown:
             raise RecipeError(f"{source}: unknown key {unknown[0]!r} (known: {', '.join(sorted(known))})")
@@ -206,34 +205,23 @@ class _Context:
         #: ids kept out of every part that draws outside the pool (open batches, the exclude tag)
         self.excluded: set[str] = set()
         #: the pool's query (``sample_id, sample_key`` in ``sample_id`` order)
-        self.pool_query: tuple[str, list[Any]] = ("SELECT NULL AS sample_id, NULL AS sample_key WHERE FALSE", [])
+        self.pool_query: tuple[str, list[Any]] = (sql.EMPTY_POOL, [])
 
-    def _frame(self, ids: Sequence[str]) -> pd.DataFrame:
-        return pd.DataFrame({"sample_id": pd.array(list(ids), dtype="string"), "pos": np.arange(len(ids))})
-
-    def predictions(self, run: RunRef | None = None, ids: Sequence[str] | None = None,
+    def predictions(self, run: RunRef | None = None
                     ) -> tuple[list[str], np.ndarray | None, np.ndarray, np.ndarray]:
         """``(classes, probs (n, c) or None for a top-1 run, pred labels (n,), confidence (n,))``
-        for the pool (or ``ids``); rows without a prediction have label None and NaN rows."""
+        for the pool; rows without a prediction have label None and NaN rows."""
         run = run or self.run
         if run is None:
             raise RecipeError("this strategy needs a model run: import predictions or pass --run")
-        key = f"pred:{run.run_id}:{'pool' if ids is None else id(ids)}"
+        key = f"pred:{run.run_id}"
         if key in self._cache:
             return self._cache[key]
-        rows = self.cat.query_rows("SELECT classes, has_probs FROM model_runs WHERE run_id = ?", [run.run_id])
+        rows = self.cat.query_rows(*sql.run_classes(run.run_id))
         classes, has_probs = list(rows[0][0]), bool(rows[0][1])
-        cur = new_connection()
-        try:
-            if ids is None:  # the pool: its own query joined by the integer key (no id list sent)
-                text, params = sql.pool_predictions(self.pool_query, run.run_id)
-            else:
-                cur.register("pool_ids", self._frame(list(ids)))
-                text, params = sql.run_probs(run.run_id, "pool_ids")
-            with self.cat.read(cur):
-                table = cur.sql(text, params=params).to_arrow_table()
-        finally:
-            cur.close()
+        with self.cat.read() as cur:  # the pool's own query joined by the integer key (no id list sent)
+            text, params = sql.pool_predictions(self.pool_query, run.run_id)
+            table = cur.sql(text, params=params).to_arrow_table()
         labels = _text_array(table.column("pred_label"))
         conf = table.column("confidence").to_numpy(zero_copy_only=False).astype(np.float64)
         probs = _prob_matrix(table.column("probs").combine_chunks(), len(classes)) if has_probs else None
@@ -421,8 +409,8 @@ def _pick(ctx: _Context, state: _State, part: Part, need: int, rng: np.random.Ge
         return ctx.ids[rows[top]].tolist(), scores[top].tolist()
     centers = _centers(ctx, state)
     if name == "k-center":
-        pick = st.k_center_greedy(vecs, need, rng, labeled=centers)
-        return ctx.ids[rows[pick]].tolist(), _distance_at_pick(vecs, pick, centers)
+        pick, radii = st.k_center(vecs, need, rng, labeled=centers)
+        return ctx.ids[rows[pick]].tolist(), radii.tolist()
     if name == "typiclust":
         pick = st.typiclust(vecs, need, rng, labeled=centers, neighbors=int(params.get("neighbors", 20)))
         return ctx.ids[rows[pick]].tolist(), [math.nan] * len(pick)
@@ -510,14 +498,9 @@ def _balance(ctx: _Context, name: str, rows: np.ndarray, need: int, rng: np.rand
                               f"({', '.join(fields) or 'none'}), not {field_name!r}")
         key = f"field:{field_name}"
         if key not in ctx._cache:
-            cur = new_connection()
-            try:
-                cur.register("pool_ids", ctx._frame(list(ctx.ids)))
-                with ctx.cat.read(cur):
-                    ctx._cache[key] = np.array([r[0] for r in cur.execute(
-                        *sql.field_values(field_name, "pool_ids")).fetchall()], dtype=object)
-            finally:
-                cur.close()
+            with ctx.cat.read() as cur:
+                text, params = sql.pool_field_values(ctx.pool_query, field_name)
+                ctx._cache[key] = _text_array(cur.sql(text, params=params).to_arrow_table().column("value"))
         groups = ctx._cache[key][rows]
         ok = np.ones(len(rows), dtype=bool)
         counts = dict(ctx.cat.query_rows(*sql.labeled_values(field_name)))
@@ -575,20 +558,6 @@ def _seed_vectors(ctx: _Context, params: dict[str, Any]) -> np.ndarray:
         what = f"tag {tag!r}" if tag is not None else "the given ids"
         raise RecipeError(f"seeded: no sample with {what} has a vector in set {ctx.set_name!r}")
     return vecs
-
-
-def _distance_at_pick(vecs: np.ndarray, pick: np.ndarray, centers: np.ndarray | None) -> list[float]:
-    """Each k-center pick's distance to the nearest center before it (its covering radius)."""
-    out = []
-    bank = [] if centers is None else [centers]
-    for j in pick:
-        if bank:
-            cos = max(float((b @ vecs[j]).max()) for b in bank)
-            out.append(float(np.sqrt(max(2.0 - 2.0 * cos, 0.0))))
-        else:
-            out.append(math.nan)
-        bank.append(vecs[j][None])
-    return out
 
 
 def _label_errors(ctx: _Context, state: _State, need: int, excluded: set[str]) -> tuple[list[str], list[float]]:

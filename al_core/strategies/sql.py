@@ -44,14 +44,6 @@ def pool(flt: Any, fields: dict[str, str], run: RunRef | None, *, labeled: bool,
     return f"{text}{where} ORDER BY s.sample_id", [*params, *extra]
 
 
-def run_probs(run_id: int, ids_table: str) -> Query:
-    """``sample_id, pred_label, confidence, probs`` of run ``run_id`` for the ids in a registered
-    frame (its ``sample_id`` column), in the frame's order (``pos``)."""
-    return (f"SELECT f.sample_id, p.pred_label, p.confidence, p.probs FROM {quote_ident(ids_table)} f "
-            "JOIN samples s ON s.sample_id = f.sample_id LEFT JOIN predictions p "
-            "ON p.sample_key = s.sample_key AND p.run_id = ? ORDER BY f.pos", [run_id])
-
-
 def pool_predictions(pool_query: Query, run_id: int) -> Query:
     """``sample_id, pred_label, confidence, probs`` of run ``run_id`` for the pool a
     :func:`pool` query (columns ``s.sample_id, s.sample_key``) selects, in its order."""
@@ -59,6 +51,13 @@ def pool_predictions(pool_query: Query, run_id: int) -> Query:
     return (f"SELECT q.sample_id, p.pred_label, p.confidence, p.probs FROM ({text}) q LEFT JOIN predictions p "
             "ON p.sample_key = q.sample_key AND p.run_id = ? ORDER BY q.sample_id", [*params, run_id])
 
+
+def run_classes(run_id: int) -> Query:
+    return "SELECT classes, has_probs FROM model_runs WHERE run_id = ?", [run_id]
+
+
+#: A pool that selects nothing (the context's placeholder until the real pool query is set).
+EMPTY_POOL = "SELECT NULL AS sample_id, NULL AS sample_key WHERE FALSE"
 
 LABELED_CLASSES = "SELECT label, count(*) FROM samples WHERE label IS NOT NULL GROUP BY label"
 
@@ -69,10 +68,12 @@ def labeled_values(field: str) -> Query:
     return f"SELECT {col}, count(*) FROM samples s WHERE s.label IS NOT NULL GROUP BY 1", []
 
 
-def field_values(field: str, ids_table: str) -> Query:
-    """A metadata field's value (as text) for the ids of a registered frame, in its order."""
-    return (f"SELECT coalesce(s.{quote_ident(field)}::VARCHAR, '(none)') FROM {quote_ident(ids_table)} f "
-            "JOIN samples s ON s.sample_id = f.sample_id ORDER BY f.pos", [])
+def pool_field_values(pool_query: Query, field: str) -> Query:
+    """``value``: a metadata field's value (as text; NULL as ``(none)``) for the pool a
+    :func:`pool` query selects, in its order."""
+    text, params = pool_query
+    return (f"SELECT coalesce(s.{quote_ident(field)}::VARCHAR, '(none)') AS value FROM ({text}) q "
+            "JOIN samples s ON s.sample_key = q.sample_key ORDER BY q.sample_id", params)
 
 
 def tagged(tag: str) -> Query:
